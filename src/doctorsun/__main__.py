@@ -1,0 +1,3 @@
+from doctorsun.cli import main
+
+raise SystemExit(main())

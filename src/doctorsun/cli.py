@@ -1,0 +1,64 @@
+"""``doctorsun <verb>``: one thin entry point. Each verb lives in its own room and is imported only
+when used, so ``doctorsun data check`` does not pay for the web UI's imports."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from doctorsun import __version__
+from doctorsun.errors import DoctorSunError
+
+# verb -> (module with add_arguments(parser) and run(args), one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "quickstart": ("doctorsun.quickstart", "run the embedded default pipeline end to end on this machine"),
+    "build": ("doctorsun.model.commands", "assemble vision encoder + projector + LLM into a model dir"),
+    "chat": ("doctorsun.serve.chat", "talk to a model in the terminal (images: PNG, JPEG, DICOM, NIfTI)"),
+    "data": ("doctorsun.data.commands", "check, convert, mix data; build SunMed-VL-mini"),
+    "train": ("doctorsun.train.commands", "run one training stage from a recipe YAML"),
+    "eval": ("doctorsun.eval.commands", "score a model on a medical benchmark"),
+    "serve": ("doctorsun.serve.commands", "OpenAI-compatible API (and web UI) for a model"),
+    "import": ("doctorsun.serve.interop", "import a checkpoint in the original LLaVA / XTuner layout"),
+    "export": ("doctorsun.serve.export", "export a model for transformers / vLLM (LoRA merged)"),
+}
+
+
+def _parser(verb: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="doctorsun", description="Bilingual medical multimodal LLMs.")
+    parser.add_argument("--version", action="version", version=f"doctorsun {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (module, help_text) in VERBS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        args = _parser(verb if verb in VERBS else None).parse_args(argv)
+        if args.verb is None:
+            _parser(None).print_help()
+            return 2
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        )
+        for noisy in ("httpx", "urllib3", "filelock"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        result = importlib.import_module(VERBS[args.verb][0]).run(args)
+        return int(result or 0)
+    except DoctorSunError as exc:
+        print(f"doctorsun: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("doctorsun: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

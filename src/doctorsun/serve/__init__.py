@@ -1,0 +1,1 @@
+"""Serving: terminal chat, OpenAI-compatible API, web UI, import/export."""

@@ -1,0 +1,1 @@
+"""Training: one entry per stage on the HF Trainer / accelerate; recipes as YAML."""
