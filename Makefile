@@ -31,7 +31,7 @@ browser:
 	  else echo "chromium missing: run 'sudo apt-get install chromium' for the web UI test"; fi; }
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests $(wildcard benchmarks)
 
 test: $(STAMP) browser lint
 	$(PY) -m pytest -q
