@@ -17,6 +17,14 @@ MCQ_SUFFIX = {"en": "Answer with the option's letter from the given choices dire
 OPTIONS_HEADER = {"en": "Options:", "zh": "选项："}
 
 
+CAPTION_REQUEST = {"en": "Describe this medical image.", "zh": "请描述这张医学图像。"}
+
+
+def caption_prompt(lang: str = "en") -> str:
+    """The human turn of a caption record (caption sets have no question of their own)."""
+    return CAPTION_REQUEST[lang]
+
+
 def closed_prompt(question: str, lang: str = "en") -> str:
     """A yes/no question, with the instruction that peers add."""
     return f"{CLOSED_SUFFIX[lang]}\n{question.strip()}"

@@ -1,0 +1,75 @@
+"""``doctorsun data check``: every bad record of a file, by id and reason, and what the good ones hold."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from doctorsun.data.io import read_raw
+from doctorsun.data.records import validate
+
+SUMMARY_KEYS = ("source", "lang", "task")
+
+
+def composition(records: list[dict]) -> dict[str, dict[str, int]]:
+    """Counts of records by source, language and task (most common first)."""
+    return {f"by_{key}": dict(Counter(str(r.get(key)) for r in records).most_common()) for key in SUMMARY_KEYS}
+
+
+@dataclass
+class CheckReport:
+    """The outcome of checking one data file."""
+
+    path: Path
+    """The file that was checked."""
+    image_root: Path | None
+    """Where image paths were resolved."""
+    good: list[dict] = field(default_factory=list)
+    """Records that passed every check."""
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    """``(record id or location, reasons)`` for every item that failed."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def summary(self) -> dict:
+        return {"file": str(self.path), "good": len(self.good), "bad": len(self.bad), **composition(self.good)}
+
+    def format(self, max_bad: int | None = None) -> str:
+        lines = [f"{self.path}: {len(self.good)} good, {len(self.bad)} bad record(s)"]
+        shown = self.bad if max_bad is None else self.bad[:max_bad]
+        lines += [f"  BAD {where}: {reason}" for where, reason in shown]
+        if len(shown) < len(self.bad):
+            lines.append(f"  ... and {len(self.bad) - len(shown)} more")
+        for key, counts in composition(self.good).items():
+            if counts:
+                lines.append(f"{key.removeprefix('by_')}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        return "\n".join(lines)
+
+
+def check_file(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> CheckReport:
+    """Validate every item of a LLaVA JSON / JSONL / ShareGPT file or saved dataset.
+
+    Image paths resolve against ``image_root`` (default: the file's folder); with ``check_images``
+    every image is also decoded. Duplicate ids are reported on their second and later occurrences.
+    """
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else (path if path.is_dir() else path.parent)
+    items, problems = read_raw(path)
+    report = CheckReport(path, root, bad=list(problems))
+    seen: dict[str, str] = {}
+    for where, item in items:
+        reasons = validate(item, image_root=root, check_images=check_images)
+        rid = item.get("id") if isinstance(item, dict) else None
+        label = rid if isinstance(rid, str) and rid.strip() else where
+        if isinstance(rid, str) and rid in seen:
+            reasons.append(f"duplicate id (first at {seen[rid]})")
+        elif isinstance(rid, str):
+            seen[rid] = where
+        if reasons:
+            report.bad.append((label, "; ".join(reasons)))
+        else:
+            report.good.append(item)
+    return report

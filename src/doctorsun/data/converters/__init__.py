@@ -1,0 +1,67 @@
+"""Converters from the public medical sets' own published layouts into SunMed-VL records.
+
+``convert(name, src, split=..., **options)``: ``src`` is the set's file or folder as downloaded. Each
+set lives in its own module with a ``convert(src, split, **options)`` function and ``DEFAULT_SPLIT``;
+modules are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+from doctorsun.data.converters.base import ConvertResult
+from doctorsun.errors import DoctorSunError
+
+__all__ = ["CONVERTERS", "ConvertResult", "convert", "describe"]
+
+# name -> (module, one-line description)
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "vqa-rad": ("vqa_rad", "VQA-RAD: 'VQA_RAD Dataset Public.json' + image folder, or the HF parquet copy"),
+    "slake": ("slake", "SLAKE 1.0: {train,validate,test}.json + imgs/ (English and Chinese)"),
+    "pathvqa": ("pathvqa", "PathVQA: qas/{split}/{split}_qa.pkl + images/, or the HF parquet copy"),
+    "pmc-vqa": ("pmc_vqa", "PMC-VQA: {split}.csv (v1) or {split}_2.csv (v2) + images"),
+    "omnimedvqa": ("omnimedvqa", "OmniMedVQA: QA_information/{Open,Restricted}-access/*.json + Images/"),
+    "pmc-oa": ("pmc_oa", "PMC-OA: {train,valid,test}.jsonl captions + images/"),
+    "roco": ("roco", "ROCO: data/{split}/{radiology,non-radiology}/captions.txt + dlinks.txt + images/"),
+    "llava-med": ("llava_med", "LLaVA-Med: LLaVA JSON (instructions or VQA with answer_type), or questions JSONL"),
+    "medqa": ("medqa", "MedQA (USMLE / mainland): questions/**/{split}.jsonl"),
+    "pubmedqa": ("pubmedqa", "PubMedQA: ori_pqal.json (+ test_ground_truth.json for the test split)"),
+    "cmb": ("cmb", "CMB-Exam: CMB-{test,val,train} merge JSON (+ CMB-test-choice-answer.json)"),
+    "cmexam": ("cmexam", "CMExam: data/{train,val,test}.csv"),
+}
+
+
+def _module(name: str):
+    if name not in CONVERTERS:
+        raise DoctorSunError(f"unknown data set {name!r}; known: {', '.join(CONVERTERS)}")
+    return importlib.import_module(f"doctorsun.data.converters.{CONVERTERS[name][0]}")
+
+
+def convert(name: str, src: str | Path, **options) -> ConvertResult:
+    """Convert one split of public set ``name`` found at ``src``.
+
+    ``split`` defaults to the set's test split for evaluation sets (``train`` for caption and
+    instruction sets); other options are the set's own (see ``describe(name)``).
+    """
+    module = _module(name)
+    src = Path(src).expanduser()
+    if not src.exists():
+        raise DoctorSunError(f"{name}: source not found: {src}")
+    split = options.pop("split", None) or module.DEFAULT_SPLIT
+    accepted = set(inspect.signature(module.convert).parameters) - {"src", "split"}
+    unknown = set(options) - accepted
+    if unknown:
+        raise DoctorSunError(f"{name}: unknown option(s) {', '.join(sorted(unknown))}; "
+                             f"accepted: {', '.join(sorted(accepted)) or 'none'}")
+    result = module.convert(src, split, **options)
+    result.name = name
+    return result
+
+
+def describe(name: str) -> str:
+    """The set's description, default split and options (the converter's docstring)."""
+    module = _module(name)
+    doc = inspect.getdoc(module.convert) or ""
+    return f"{name}: {CONVERTERS[name][1]}\ndefault split: {module.DEFAULT_SPLIT}\n{doc}"

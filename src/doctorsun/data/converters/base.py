@@ -1,0 +1,237 @@
+"""What every converter shares: the result type, the record builders and safe readers.
+
+Records are built ONLY through ``doctorsun.data.prompts`` so that a model is asked in training exactly
+as evaluation asks it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from doctorsun.data.prompts import (
+    caption_prompt,
+    closed_prompt,
+    mcq_answer,
+    mcq_prompt,
+    open_prompt,
+    with_image,
+)
+from doctorsun.data.records import detect_lang
+from doctorsun.errors import DoctorSunError
+
+LETTERS = string.ascii_uppercase
+
+
+@dataclass
+class ConvertResult:
+    """SunMed-VL records from one split of a public set, and what had to be skipped."""
+
+    records: list[dict]
+    """The converted records (image paths relative to ``image_root``)."""
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    """``(item id or index, reason)`` for every item that was skipped."""
+    image_root: Path | None = None
+    """Folder the records' image paths are relative to (None for text-only sets)."""
+    split: str | None = None
+    """The split that was read (None when the set has none)."""
+    name: str = ""
+    """The converter that produced this."""
+
+
+class Collector:
+    """Gathers records and problems while a converter walks the items; ids are made unique."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+        self.problems: list[tuple[str, str]] = []
+        self._ids: dict[str, int] = {}
+
+    def add(self, record: dict) -> None:
+        rid = record["id"]
+        n = self._ids.get(rid, 0) + 1
+        self._ids[rid] = n
+        if n > 1:  # a set that repeats an id must not make two records indistinguishable
+            record["id"] = f"{rid}#{n}"
+        self.records.append(record)
+
+    def skip(self, where, reason: str) -> None:
+        self.problems.append((str(where), reason))
+
+    def result(self, name: str, split: str | None, image_root: Path | None) -> ConvertResult:
+        return ConvertResult(self.records, self.problems, image_root, split, name)
+
+
+def text(value) -> str:
+    """A cell as clean text: numbers become strings (VQA-RAD has a few int answers), None -> ''."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN from an empty CSV cell
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected text, found {type(value).__name__}")
+    return str(value).strip()
+
+
+def yes_no(answer: str, lang: str) -> str | None:
+    """The canonical yes/no gold in the record's language (``yes``/``no`` or ``是``/``否``), or None."""
+    key = answer.strip().rstrip(".。").lower()
+    if key in ("yes", "是"):
+        return "yes" if lang == "en" else "是"
+    if key in ("no", "否"):
+        return "no" if lang == "en" else "否"
+    return None
+
+
+def vqa_record(rid: str, question: str, answer: str, *, source: str, lang: str, image: str | None,
+               answer_type: str | None = None, meta: dict | None = None) -> dict:
+    """A VQA record: yes/no golds get the closed prompt; ``task`` follows the set's ``answer_type``
+    where it has one (VQA-RAD marks some non-yes/no questions CLOSED) and yes/no otherwise."""
+    if not question:
+        raise ValueError("empty question")
+    if not answer:
+        raise ValueError("empty answer")
+    if answer_type not in (None, "OPEN", "CLOSED"):
+        raise ValueError(f"unknown answer_type {answer_type!r}")
+    gold = yes_no(answer, lang)
+    prompt = closed_prompt(question, lang) if gold else open_prompt(question, lang)
+    closed = answer_type == "CLOSED" if answer_type else gold is not None
+    record = {"id": rid, "image": image, "conversations": _turns(prompt, gold or answer, image),
+              "lang": lang, "source": source, "task": "vqa-closed" if closed else "vqa-open",
+              "answer_type": answer_type or ("CLOSED" if gold else "OPEN")}
+    if image is None:
+        del record["image"]
+    return _with_meta(record, meta)
+
+
+def mcq_record(rid: str, question: str, choices: list[str], gold: list[int], *, source: str, lang: str,
+               image: str | None = None, meta: dict | None = None) -> dict:
+    """An MCQ record; the gold letters are also kept in ``meta["answer_letters"]`` (``"ABC"`` for a
+    several-answer item, whose gpt turn lists each chosen option on its own line)."""
+    if not question:
+        raise ValueError("empty question")
+    if len(choices) < 2 or not all(choices):
+        raise ValueError(f"needs at least two non-empty options, found {choices}")
+    if not gold or any(not 0 <= g < len(choices) for g in gold):
+        raise ValueError(f"the answer names no option (options {LETTERS[:len(choices)]})")
+    reply = "\n".join(mcq_answer(choices, g) for g in sorted(set(gold)))
+    record = {"id": rid, "image": image, "conversations": _turns(mcq_prompt(question, choices, lang), reply, image),
+              "lang": lang, "source": source, "task": "mcq", "answer_type": "CLOSED", "choices": choices}
+    if image is None:
+        del record["image"]
+    meta = dict(meta or {})
+    meta["answer_letters"] = "".join(LETTERS[g] for g in sorted(set(gold)))
+    return _with_meta(record, meta)
+
+
+def caption_record(rid: str, caption: str, *, source: str, image: str, lang: str | None = None,
+                   meta: dict | None = None) -> dict:
+    if not caption:
+        raise ValueError("empty caption")
+    lang = lang or detect_lang(caption)
+    record = {"id": rid, "image": image, "conversations": _turns(caption_prompt(lang),
+                                                                  caption, image),
+              "lang": lang, "source": source, "task": "caption"}
+    return _with_meta(record, meta)
+
+
+def letters_to_indices(letters: str, n_choices: int) -> list[int]:
+    """``"ABD"`` -> ``[0, 1, 3]``; raises ValueError for a letter outside the options."""
+    letters = re.sub(r"[\s,，、;；]", "", letters.upper())
+    if not letters:
+        raise ValueError("no answer letter")
+    if any(c not in LETTERS[:n_choices] for c in letters):
+        raise ValueError(f"answer {letters!r} names no option among {LETTERS[:n_choices]}")
+    return [LETTERS.index(c) for c in letters]
+
+
+def choices_from_letter_dict(options: dict) -> list[str]:
+    """``{"A": .., "B": ..}`` -> the option texts in letter order; trailing empty options dropped
+    (CMB pads to E); a gap before a filled option would shift the letters, so it is an error."""
+    if not isinstance(options, dict):
+        raise ValueError("options must be an object of letter -> text")
+    texts = [text(options.get(letter)) for letter in LETTERS[: len(options)]]
+    if set(options) != set(LETTERS[: len(options)]):
+        raise ValueError(f"option letters {sorted(options)} are not A, B, C...")
+    while texts and not texts[-1]:
+        texts.pop()
+    if not all(texts):
+        raise ValueError("an option before the last one is empty")
+    return texts
+
+
+def _turns(prompt: str, answer: str, image: str | None) -> list[dict]:
+    return [{"from": "human", "value": with_image(prompt) if image else prompt},
+            {"from": "gpt", "value": answer}]
+
+
+def _with_meta(record: dict, meta: dict | None) -> dict:
+    meta = {k: v for k, v in (meta or {}).items() if v is not None and v != "NULL"}
+    if meta:
+        record["meta"] = meta
+    return record
+
+
+# ------------------------------------------------------------------------------------- safe readers
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DoctorSunError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+
+
+def read_jsonl(path: Path, collector: Collector) -> list[tuple[str, dict]]:
+    """Rows of a JSONL file with their line labels; bad lines become problems."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append((f"line {n}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                collector.skip(f"line {n}", f"not valid JSON: {exc.msg}")
+    return rows
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: some exports start with a BOM
+        return list(csv.DictReader(f))
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Only lists, dicts, strings and numbers: a pickle that asks for any class is refused, because
+    unpickling arbitrary classes runs arbitrary code."""
+
+    ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("collections", "OrderedDict")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only plain data is allowed)")
+
+
+def load_plain_pickle(path: Path):
+    try:
+        return _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise DoctorSunError(f"cannot read {path} as plain-data pickle: {exc}") from exc
+
+
+def find_one(root: Path, patterns: list[str], what: str) -> Path:
+    """The first file under ``root`` matching one of ``patterns`` (in order), or a clear error."""
+    for pattern in patterns:
+        hits = sorted(root.glob(pattern))
+        if hits:
+            return hits[0]
+    raise DoctorSunError(f"no {what} under {root} (looked for {', '.join(patterns)})")
+
+
+def need_split(split: str, known: tuple[str, ...], name: str) -> str:
+    if split not in known:
+        raise DoctorSunError(f"{name} has no split {split!r} (known: {', '.join(known)})")
+    return split

@@ -1,0 +1,287 @@
+"""Reading and writing SunMed-VL records: LLaVA JSON lists, JSONL, ShareGPT, Hugging Face datasets.
+
+Readers never stop at a bad item: a JSONL line that is not JSON, or a record that fails validation,
+becomes a ``(where, reason)`` problem and every good record still loads. Writers are atomic (a
+temporary file renamed into place), so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from doctorsun.data.records import detect_lang, image_paths, validate
+from doctorsun.errors import DoctorSunError
+
+Problem = tuple[str, str]
+"""(record id, or ``line N`` / ``item N`` when there is no id; the reason)."""
+
+ROLE_TO_FROM = {"user": "human", "human": "human", "assistant": "gpt", "gpt": "gpt"}
+FROM_TO_ROLE = {"human": "user", "gpt": "assistant"}
+# SunMed-VL fields carried beside ShareGPT's messages/images, so a round trip loses nothing
+EXTRA_FIELDS = ("id", "lang", "source", "task", "answer_type", "choices", "meta")
+HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+def read_raw(path: str | Path) -> tuple[list[tuple[str, object]], list[Problem]]:
+    """Items of a .json / .jsonl file or a saved HF dataset, each with where it was found, unvalidated.
+
+    ShareGPT items (``messages``) are turned into SunMed-VL records on the way in.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_hf_dir(path)
+    if not path.is_file():
+        raise DoctorSunError(f"data file not found: {path}")
+    if path.suffix.lower() == ".jsonl":
+        items, problems = _read_jsonl(path)
+    elif path.suffix.lower() == ".json":
+        items, problems = _read_json_list(path), []
+    else:
+        raise DoctorSunError(f"unknown data file type {path} (expected .json, .jsonl or a saved dataset dir)")
+    out = []
+    for where, item in items:
+        if isinstance(item, dict) and "messages" in item:
+            try:
+                item = from_sharegpt(item, default_source=path.stem, index=where)
+            except DoctorSunError as exc:
+                problems.append((_label(item, where), str(exc)))
+                continue
+        out.append((where, item))
+    return out, problems
+
+
+def read_records(path: str | Path, *, image_root: str | Path | None = None,
+                 check_images: bool = False) -> tuple[list[dict], list[Problem]]:
+    """The valid records of a file and a problem for each item that is not (nothing good is dropped)."""
+    items, problems = read_raw(path)
+    records = []
+    for where, item in items:
+        reasons = validate(item, image_root=image_root, check_images=check_images)
+        if reasons:
+            problems.append((_label(item, where), "; ".join(reasons)))
+        else:
+            records.append(item)
+    return records, problems
+
+
+def _label(item, where: str) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str | int) and str(item["id"]).strip():
+        return str(item["id"])
+    return where
+
+
+def _read_jsonl(path: Path) -> tuple[list[tuple[str, object]], list[Problem]]:
+    items, problems = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                items.append((f"line {n}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                problems.append((f"line {n}", f"not valid JSON: {exc.msg} at column {exc.colno}"))
+    return items, problems
+
+
+def _read_json_list(path: Path) -> list[tuple[str, object]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DoctorSunError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                             " (a JSON list cannot be read past a syntax error; JSONL can)") from exc
+    except UnicodeDecodeError as exc:
+        raise DoctorSunError(f"{path} is not UTF-8 text: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DoctorSunError(f"{path} must hold a JSON list of records, not a {type(data).__name__}")
+    return [(f"item {i}", item) for i, item in enumerate(data)]
+
+
+def write_records(records: Iterable[dict], path: str | Path, fmt: str = "llava") -> Path:
+    """Write atomically: ``.jsonl`` one record a line, ``.json`` one list; ``fmt="sharegpt"`` writes
+    ShareGPT items (with the SunMed-VL fields kept beside them). Chinese is written as is."""
+    path = Path(path)
+    if fmt not in ("llava", "sharegpt"):
+        raise DoctorSunError(f"unknown record format {fmt!r} (llava or sharegpt)")
+    rows = [to_sharegpt(r) if fmt == "sharegpt" else r for r in records]
+    if path.suffix.lower() == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    elif path.suffix.lower() == ".json":
+        text = json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
+    else:
+        raise DoctorSunError(f"cannot tell the format of {path}: use a .json or .jsonl suffix")
+    write_text_atomic(path, text)
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------ ShareGPT
+def from_sharegpt(item: dict, default_source: str = "sharegpt", index: str = "item") -> dict:
+    """``{"messages": [{"role", "content"}], "images": [...]}`` -> a SunMed-VL record.
+
+    A system message goes to ``meta["system"]``; missing SunMed-VL fields are inferred (language from
+    the text, ``dialogue`` for several exchanges).
+    """
+    messages = item.get("messages")
+    if not isinstance(messages, list):
+        raise DoctorSunError("ShareGPT item: messages must be a list")
+    turns, system = [], None
+    for m in messages:
+        if not isinstance(m, dict):
+            raise DoctorSunError("ShareGPT item: every message must be an object")
+        role, content = m.get("role"), m.get("content")
+        if role == "system":
+            system = content
+            continue
+        if role not in ROLE_TO_FROM:
+            raise DoctorSunError(f"ShareGPT item: unknown role {role!r}")
+        turns.append({"from": ROLE_TO_FROM[role], "value": content})
+    record = {k: item[k] for k in EXTRA_FIELDS if k in item}
+    record.setdefault("id", f"{default_source}-{index.replace(' ', '-')}")
+    images = item.get("images") or []
+    if images:
+        record["image"] = images[0] if len(images) == 1 else list(images)
+    record["conversations"] = turns
+    text = " ".join(str(t["value"]) for t in turns)
+    record.setdefault("lang", detect_lang(text))
+    record.setdefault("source", default_source)
+    record.setdefault("task", _guess_task(turns, bool(images)))
+    if system:
+        record.setdefault("meta", {})["system"] = system
+    return {k: record[k] for k in _ordered(record)}
+
+
+def to_sharegpt(record: dict) -> dict:
+    out = {"messages": [{"role": FROM_TO_ROLE[t["from"]], "content": t["value"]}
+                        for t in record["conversations"]]}
+    if record.get("image") is not None:
+        out["images"] = image_paths(record)
+    out.update({k: record[k] for k in EXTRA_FIELDS if k in record})
+    return out
+
+
+def _guess_task(turns: list[dict], has_image: bool) -> str:
+    if sum(t["from"] == "gpt" for t in turns) > 1:
+        return "dialogue"
+    return "vqa-open" if has_image else "text"
+
+
+def _ordered(record: dict) -> list[str]:
+    order = ("id", "image", "conversations", "lang", "source", "task", "answer_type", "choices", "meta")
+    return [k for k in order if k in record] + [k for k in record if k not in order]
+
+
+# --------------------------------------------------------------------------- Hugging Face datasets
+def to_hf_dataset(records: Iterable[dict]):
+    """A ``datasets.Dataset`` with one column type per field: ``images`` is always a list, ``meta`` a
+    JSON string (its keys differ between sources, which Arrow cannot hold in one struct)."""
+    from datasets import Dataset
+
+    rows = [{"id": r["id"], "images": image_paths(r), "conversations": r["conversations"],
+             "lang": r["lang"], "source": r["source"], "task": r["task"],
+             "answer_type": r.get("answer_type"), "choices": r.get("choices") or [],
+             "meta": json.dumps(r.get("meta") or {}, ensure_ascii=False)} for r in records]
+    if not rows:
+        raise DoctorSunError("no records to export")
+    return Dataset.from_list(rows)
+
+
+def from_hf_dataset(dataset) -> tuple[list[dict], list[Problem]]:
+    """Back from ``to_hf_dataset``'s layout (or any dataset with SunMed-VL or ShareGPT columns)."""
+    records, problems = [], []
+    for i, row in enumerate(dataset):
+        where = f"row {i}"
+        try:
+            record = _from_hf_row(dict(row), where)
+        except (DoctorSunError, json.JSONDecodeError) as exc:
+            problems.append((str(row.get("id") or where), str(exc)))
+            continue
+        reasons = validate(record)
+        if reasons:
+            problems.append((_label(record, where), "; ".join(reasons)))
+        else:
+            records.append(record)
+    return records, problems
+
+
+def _from_hf_row(row: dict, where: str) -> dict:
+    if "messages" in row:
+        return from_sharegpt(row, index=where)
+    record = {k: row[k] for k in ("id", "conversations", "lang", "source", "task") if k in row}
+    images = row.get("images") if "images" in row else row.get("image")
+    if isinstance(images, list) and images:
+        record["image"] = images[0] if len(images) == 1 else images
+    elif isinstance(images, str) and images:
+        record["image"] = images
+    if row.get("answer_type"):
+        record["answer_type"] = row["answer_type"]
+    if row.get("choices"):
+        record["choices"] = list(row["choices"])
+    meta = row.get("meta")
+    if isinstance(meta, str) and meta not in ("", "{}"):
+        record["meta"] = json.loads(meta)
+    elif isinstance(meta, dict) and meta:
+        record["meta"] = meta
+    return {k: record[k] for k in _ordered(record)}
+
+
+def save_hf_dataset(records: Iterable[dict], out_dir: str | Path) -> Path:
+    """``save_to_disk`` into a fresh folder, renamed into place when complete."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise DoctorSunError(f"output folder already exists: {out_dir}")
+    dataset = to_hf_dataset(records)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    dataset.save_to_disk(str(tmp))
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _read_hf_dir(path: Path) -> tuple[list[tuple[str, object]], list[Problem]]:
+    if not any((path / m).is_file() for m in HF_MARKERS):
+        raise DoctorSunError(f"{path} is a folder but not a saved Hugging Face dataset")
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if hasattr(dataset, "keys"):  # a DatasetDict: read every split
+        rows = [(f"{split} row {i}", dict(r)) for split in dataset for i, r in enumerate(dataset[split])]
+    else:
+        rows = [(f"row {i}", dict(r)) for i, r in enumerate(dataset)]
+    items, problems = [], []
+    for where, row in rows:
+        try:
+            items.append((where, _from_hf_row(row, where)))
+        except (DoctorSunError, json.JSONDecodeError) as exc:
+            problems.append((str(row.get("id") or where), str(exc)))
+    return items, problems
+
+
+# --------------------------------------------------------------------------------- image re-rooting
+def rebase_images(records: Iterable[dict], from_root: str | Path, to_root: str | Path) -> list[dict]:
+    """Copies of ``records`` whose relative image paths, valid under ``from_root``, are valid under
+    ``to_root`` (used when records from several files are written into one)."""
+    src, dst = Path(from_root).resolve(), Path(to_root).resolve()
+    out = []
+    for r in records:
+        r = dict(r)
+        if r.get("image") is not None and src != dst:
+            moved = [os.path.relpath(src / p, dst) if not Path(p).is_absolute() else p for p in image_paths(r)]
+            r["image"] = moved[0] if isinstance(r["image"], str) else moved
+        out.append(r)
+    return out
