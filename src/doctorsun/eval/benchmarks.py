@@ -1,0 +1,124 @@
+"""The benchmarks ``doctorsun eval`` knows: where their records come from, which multiple-choice
+definitions apply, and which of the set's own fields the report breaks scores down by.
+
+Every public set is read in its published layout by ``doctorsun.data.converters``; SunMed-VL-mini (and
+any SunMed-VL file) by ``doctorsun.data.io.read_records``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from doctorsun.errors import DoctorSunError
+
+Group = tuple[str, tuple[str, ...]]
+"""(name in the report, the record ``meta`` keys that may hold it, first present wins)."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: its data reader, scoring choices and breakdown fields."""
+
+    name: str
+    """The ``--bench`` name."""
+    about: str
+    """One line for ``--help`` and the report."""
+    converter: str | None = None
+    """Name for ``doctorsun.data.converters.convert``; ``None`` reads a SunMed-VL file."""
+    mcq_methods: tuple[str, ...] = ("huatuo",)
+    """Multiple-choice definitions to report (``doctorsun.eval.scoring.MCQ_METHODS``); the first is the
+    headline ``mcq_accuracy``."""
+    groups: tuple[Group, ...] = field(default_factory=tuple)
+    """Breakdown fields besides answer type and language."""
+
+
+MODALITY: Group = ("modality", ("modality", "modality_type", "image_modality"))
+ORGAN: Group = ("organ", ("organ", "image_organ", "location", "body_region", "region"))
+
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
+    Benchmark("vqa-rad", "VQA-RAD radiology VQA (closed by answer_type and by yes/no)", "vqa-rad",
+              groups=(ORGAN, ("question_type", ("question_type",)))),
+    Benchmark("slake", "SLAKE bilingual radiology VQA", "slake",
+              groups=(MODALITY, ORGAN, ("content_type", ("content_type",)))),
+    Benchmark("pathvqa", "PathVQA pathology VQA", "pathvqa"),
+    Benchmark("pmc-vqa", "PMC-VQA multiple choice on PubMed Central figures", "pmc-vqa",
+              mcq_methods=("huatuo", "closest")),
+    Benchmark("omnimedvqa", "OmniMedVQA multiple choice over 12 modalities", "omnimedvqa",
+              mcq_methods=("huatuo", "closest"),
+              groups=(MODALITY, ("question_type", ("question_type",)), ("dataset", ("dataset",)))),
+    Benchmark("medqa", "MedQA (USMLE) text multiple choice", "medqa", mcq_methods=("huatuo", "bleu"),
+              groups=(("step", ("meta_info",)),)),
+    Benchmark("pubmedqa", "PubMedQA yes / no / maybe on abstracts", "pubmedqa",
+              mcq_methods=("huatuo", "pubmedqa")),
+    Benchmark("cmb", "CMB Chinese medical exams (single and multiple answer)", "cmb",
+              mcq_methods=("cmb", "huatuo"),
+              groups=(("exam_type", ("exam_type",)), ("question_type", ("question_type",)))),
+    Benchmark("cmexam", "CMExam Chinese national medical licensing exam", "cmexam",
+              mcq_methods=("cmb", "huatuo"),
+              groups=(("department", ("Clinical Department", "clinical_department")),
+                      ("competency", ("Competency", "competency")))),
+    Benchmark("sunmed-vl-mini", "SunMed-VL-mini held-out split (or any SunMed-VL file)", None,
+              groups=(MODALITY, ("region", ("region", "body_region")), ("organ", ("organ",)),
+                      ("attribute", ("question",)))),
+)}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise DoctorSunError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+def group_values(record: dict[str, Any], bench: Benchmark) -> dict[str, str]:
+    """The record's breakdown values, e.g. ``{"modality": "CT", "organ": "Abdomen"}``."""
+    meta = record.get("meta") or {}
+    out = {}
+    for name, keys in bench.groups:
+        value = next((meta[k] for k in keys if meta.get(k) not in (None, "")), None)
+        if value is not None:
+            out[name] = str(value).strip()
+    return out
+
+
+@dataclass
+class LoadedData:
+    """Records of one benchmark split, ready for ``doctorsun.eval.runner.evaluate``."""
+
+    records: list[dict]
+    """SunMed-VL records."""
+    problems: list[tuple[str, str]]
+    """``(item, reason)`` for every item the reader skipped."""
+    image_root: Path | None
+    """Folder the records' image paths are relative to."""
+    data_path: Path
+    """The file or folder that was read (hashed into the score file)."""
+    split: str | None
+    """The split that was read."""
+
+
+def load_benchmark(name: str, data: str | Path, split: str | None = None) -> LoadedData:
+    """Read benchmark ``name`` from ``data`` (its published file or folder)."""
+    bench = get_benchmark(name)
+    data = Path(data).expanduser()
+    if not data.exists():
+        raise DoctorSunError(f"{name}: data not found: {data}")
+    if bench.converter is None:
+        return _load_sunmed(data, split)
+    from doctorsun.data.converters import convert
+
+    result = convert(bench.converter, data, **({"split": split} if split else {}))
+    return LoadedData(result.records, list(result.problems), result.image_root, data, result.split)
+
+
+def _load_sunmed(data: Path, split: str | None) -> LoadedData:
+    """A SunMed-VL .json/.jsonl file (images relative to its folder), a folder holding ``{split}.jsonl``,
+    or a saved Hugging Face dataset folder (images relative to it)."""
+    from doctorsun.data.io import read_records
+
+    if data.is_dir() and (data / f"{split or 'test'}.jsonl").is_file():
+        data = data / f"{split or 'test'}.jsonl"
+    records, problems = read_records(data)
+    root = data if data.is_dir() else data.parent
+    return LoadedData(records, list(problems), root, data, split or (None if data.is_dir() else data.stem))

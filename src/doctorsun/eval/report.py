@@ -1,0 +1,161 @@
+"""Score files a person reads: ``scores.json`` (everything), ``report.md`` (tables by definition and by
+group, skipped items, how to reproduce) and ``scores.png`` (bar charts). All written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+SCORES = "scores.json"
+REPORT = "report.md"
+CHART = "scores.png"
+
+LABELS = {
+    "closed_accuracy": "closed accuracy", "open_recall": "open recall", "mcq_accuracy": "MCQ accuracy",
+    "token_f1": "token F1", "bleu1": "BLEU-1", "exact_match": "exact match",
+}
+DEFINITIONS = {
+    "closed_accuracy": "LLaVA-Med hit rule on questions the set marks CLOSED",
+    "open_recall": "LLaVA-Med recall of gold words on OPEN questions",
+    "mcq_accuracy": "option extracted as named by mcq_method",
+    "token_f1": "MultiMedEval token-set F1, all VQA questions",
+    "bleu1": "MultiMedEval BLEU-1, all VQA questions",
+    "exact_match": "lmms-eval normalised exact match, all VQA questions",
+}
+SOURCES = {
+    "llava_med": "LLaVA-Med `llava/eval/run_eval.py` (v1.0.0)",
+    "multimedeval": "MultiMedEval `VQA.evaluate`",
+    "exact_match": "lmms-eval SLAKE `normalize_answer`",
+    "mcq": "multiple choice (huatuo: HuatuoGPT-Vision; cmb: CMB; closest: OmniMedVQA; "
+           "bleu: MultiMedEval MedQA; pubmedqa: MultiMedEval PubMedQA)",
+}
+
+
+def write_all(out: Path, scores: dict[str, Any]) -> None:
+    from doctorsun.data.io import write_text_atomic
+
+    write_text_atomic(out / SCORES, json.dumps(scores, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(out / REPORT, markdown(scores))
+    write_chart(out / CHART, scores)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def markdown(scores: dict[str, Any]) -> str:
+    prov = scores.get("provenance", {})
+    data = prov.get("data") or {}
+    lines = [f"# Evaluation: {scores['bench']}", "", scores.get("about", ""), "",
+             f"- model: `{(prov.get('model') or {}).get('path')}`",
+             f"- data: `{data.get('path')}` (sha256 `{str(data.get('sha256'))[:16]}`, {data.get('files')} file(s))"
+             if data else "- data: records given in memory",
+             f"- records sha256: `{str(prov.get('records_sha256'))[:16]}`",
+             f"- questions scored: {scores['n']} ({scores.get('n_empty_predictions', 0)} empty answers), "
+             f"skipped: {scores.get('n_skipped', 0)}"
+             + (f", limit: {prov['limit']}" if prov.get("limit") else ""),
+             f"- images: {'blank (text-only baseline)' if prov.get('blank_image') else 'as given'}", "",
+             "## Headline", ""]
+    head = [[LABELS[k], scores[k], DEFINITIONS[k]] for k in LABELS if scores.get(k) is not None]
+    if scores.get("mcq_method"):
+        head = [[r[0], r[1], r[2].replace("mcq_method", scores["mcq_method"])] for r in head]
+    lines += _table(["metric", "value", "definition"], head)
+    lines += ["## Every definition", ""]
+    for group, values in scores.get("metrics", {}).items():
+        lines += [f"### {SOURCES.get(group, group)}", ""]
+        if group == "mcq":
+            lines += _table(["method", "accuracy", "n"], [[m, v["accuracy"], v["n"]] for m, v in values.items()])
+        else:
+            lines += _table(["metric", "value"], [[k, v] for k, v in values.items()])
+    breakdown = scores.get("breakdown", {})
+    if breakdown:
+        lines += ["## Breakdown", ""]
+        for field, groups in breakdown.items():
+            cols = [k for k in LABELS if any(k in g for g in groups.values())]
+            lines += [f"### by {field}", ""]
+            lines += _table([field, "n", *[LABELS[c] for c in cols]],
+                            [[name, g["n"], *[g.get(c) for c in cols]] for name, g in groups.items()])
+    problems = scores.get("problems") or []
+    if problems:
+        lines += [f"## Skipped ({len(problems)})", ""]
+        lines += [f"- `{p['id']}`: {p['reason']}" for p in problems[:50]]
+        if len(problems) > 50:
+            lines.append(f"- ... and {len(problems) - 50} more (see {SCORES})")
+        lines.append("")
+    lines += ["## Reproduce", "", "```json", json.dumps({k: prov.get(k) for k in (
+        "decoding", "prompt", "seed", "versions", "started", "items_per_s")}, indent=2, ensure_ascii=False),
+        "```", "", f"![scores]({CHART})", ""]
+    return "\n".join(lines)
+
+
+MAX_PANELS = 5
+CHART_METRICS = ("closed_accuracy", "open_recall", "mcq_accuracy", "token_f1")
+COLOURS = {"closed_accuracy": "#3b7dd8", "open_recall": "#e0803a", "mcq_accuracy": "#4aa564",
+           "token_f1": "#9467bd", "bleu1": "#8c564b", "exact_match": "#7f7f7f"}
+
+
+def write_chart(path: Path, scores: dict[str, Any]) -> None:
+    """One panel of the headline numbers, then one per breakdown field (language, modality...) with its
+    groups' main numbers side by side. The answer-type split is left to the tables: each type has its
+    own metric, so the overall panel already shows it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fields = {f: g for f, g in scores.get("breakdown", {}).items() if f != "answer_type" and len(g) > 1}
+    fields = dict(list(fields.items())[:MAX_PANELS - 1])
+    heights = [len([k for k in LABELS if scores.get(k) is not None]) or 1]
+    heights += [min(len(g), 20) * len(_present(g)) for g in fields.values()]
+    fig, axes = plt.subplots(len(heights), 1, figsize=(7, 1.0 * len(heights) + 0.1 * sum(heights)),
+                             height_ratios=[h + 2 for h in heights], squeeze=False)
+    overall = {LABELS[k]: {"value": scores[k]} for k in LABELS if scores.get(k) is not None}
+    _bars(axes[0, 0], f"{scores['bench']}, n = {scores['n']}", overall or {"(no scores)": {"value": 0.0}},
+          ["value"])
+    for ax, (field, groups) in zip(axes[1:, 0], fields.items(), strict=True):
+        _bars(ax, f"by {field}", dict(list(groups.items())[:20]), _present(groups))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():  # group names in Chinese may lack glyphs in the default font
+            warnings.filterwarnings("ignore", message="Glyph .* missing")
+            fig.tight_layout()
+            fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _present(groups: dict[str, dict]) -> list[str]:
+    return [k for k in CHART_METRICS if any(k in g for g in groups.values())]
+
+
+def _bars(ax, title: str, groups: dict[str, dict], metrics: list[str]) -> None:
+    """Horizontal bars: one row per group, one bar per metric the group has."""
+    width = 0.8 / max(len(metrics), 1)
+    for i, metric in enumerate(metrics):
+        ys = [y + i * width for y, g in enumerate(groups.values()) if metric in g]
+        values = [g[metric] for g in groups.values() if metric in g]
+        ax.barh(ys, values, height=width, color=COLOURS.get(metric, "#3b7dd8"), label=LABELS.get(metric, metric))
+        for y, v in zip(ys, values, strict=True):
+            ax.text(min(v, 0.88) + 0.01, y, f"{v:.3f}", va="center", fontsize=7)
+    ax.set_yticks([y + width * (len(metrics) - 1) / 2 for y in range(len(groups))], list(groups))
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
+    if len(metrics) > 1:
+        ax.legend(fontsize=7, loc="lower right")
+

@@ -1,0 +1,161 @@
+"""From prediction rows to scores: each row scored once under every definition that applies, then
+averaged overall and per group (answer type, language, modality, organ...).
+
+A row is one line of ``predictions.jsonl``: ``id, question, answer, prediction, answer_type
+("OPEN" | "CLOSED" | "MCQ"), lang``, plus ``options`` / ``gold`` / ``multiple`` for multiple choice and
+``groups`` (e.g. ``{"modality": "CT"}``) for the breakdown. Scores can be recomputed from that file alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from statistics import fmean
+from typing import Any
+
+from doctorsun.eval import mcq
+from doctorsun.eval.metrics import (
+    YES_NO,
+    exact_match,
+    llava_med_bleu1,
+    llava_med_closed_hit,
+    llava_med_prf,
+    multimedeval_vqa,
+    normalize_vqa,
+)
+
+MCQ_METHODS = ("huatuo", "cmb", "closest", "bleu", "pubmedqa")
+"""Multiple-choice extractors by name (see ``doctorsun.eval.mcq``)."""
+
+MAX_GROUPS = 50
+"""A breakdown field with more distinct values than this is left out (free text, not a category)."""
+
+HEADLINE = ("closed_accuracy", "open_recall", "mcq_accuracy", "token_f1", "bleu1", "exact_match")
+"""The numbers reported at the top level and in every breakdown group."""
+
+
+def mcq_correct(method: str, row: dict[str, Any]) -> bool:
+    """Did the prediction pick the gold option, as ``method``'s peer decides?"""
+    options: dict[str, str] = row["options"]
+    gold: str = row["gold"]
+    pred = row["prediction"]
+    if method == "huatuo":
+        return mcq.huatuo_choice(pred, options)[0] == gold
+    if method == "cmb":
+        return mcq.cmb_choice(pred, multiple=bool(row.get("multiple"))) == gold
+    if method == "closest":
+        letters = list(options)
+        return letters[mcq.closest_option(pred, [options[k] for k in letters])] == gold
+    if method == "bleu":
+        return mcq.bleu_choice(pred, options) == gold
+    if method == "pubmedqa":
+        return mcq.pubmedqa_choice(pred) == options[gold].strip().lower()
+    raise ValueError(f"unknown multiple-choice method {method!r}; known: {MCQ_METHODS}")
+
+
+def score_row(row: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]:
+    """Every per-question score that applies to ``row``."""
+    if row["answer_type"] == "MCQ":
+        multiple = bool(row.get("multiple"))
+        # Only CMB's extractor can return several letters; the others score single-answer questions.
+        methods = [m for m in mcq_methods if m == "cmb" or not multiple]
+        return {"mcq": {m: mcq_correct(m, row) for m in methods}}
+    pred, gold = row["prediction"], row["answer"]
+    closed = row["answer_type"] == "CLOSED"
+    out: dict[str, Any] = {"closed": closed, "yesno": normalize_vqa(gold) in YES_NO,
+                           "mme": multimedeval_vqa(pred, gold), "exact": exact_match(pred, gold)}
+    if closed or out["yesno"]:
+        out["llava_hit"] = llava_med_closed_hit(pred, gold)
+    if not closed:
+        f1, precision, recall = llava_med_prf(pred, gold)
+        out["llava_open"] = {"f1": f1, "precision": precision, "recall": recall,
+                             "bleu1": llava_med_bleu1(pred, gold)}
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return fmean(values) if values else None
+
+
+def aggregate(scored: list[dict[str, Any]], mcq_methods: Sequence[str]) -> dict[str, Any]:
+    """Average per-question scores into the named metric groups and the headline numbers."""
+    vqa = [s for s in scored if "mcq" not in s]
+    closed = [s for s in vqa if s["closed"]]
+    yesno = [s for s in vqa if s["yesno"]]
+    open_ = [s for s in vqa if not s["closed"]]
+    metrics: dict[str, Any] = {}
+    if vqa:
+        mme_closed = [s["mme"] for s in vqa if s["mme"]["closed"]]
+        mme_open = [s["mme"] for s in vqa if not s["mme"]["closed"]]
+        metrics["llava_med"] = {
+            "closed_accuracy": _mean([float(s["llava_hit"]) for s in closed]), "n_closed": len(closed),
+            "yesno_accuracy": _mean([float(s["llava_hit"]) for s in yesno]), "n_yesno": len(yesno),
+            **{f"open_{k}": _mean([s["llava_open"][k] for s in open_]) for k in ("recall", "precision", "f1", "bleu1")},
+            "n_open": len(open_),
+        }
+        metrics["multimedeval"] = {
+            "bleu1": _mean([s["mme"]["bleu1"] for s in vqa]), "f1": _mean([s["mme"]["f1"] for s in vqa]),
+            "recall": _mean([s["mme"]["recall"] for s in vqa]),
+            "closed_accuracy": _mean([float(m["correct"]) for m in mme_closed]), "n_closed": len(mme_closed),
+            "open_recall": _mean([m["recall"] for m in mme_open]),
+            "open_accuracy": _mean([float(m["correct"]) for m in mme_open]), "n_open": len(mme_open),
+        }
+        metrics["exact_match"] = {
+            "accuracy": _mean([float(s["exact"]) for s in vqa]),
+            "closed_accuracy": _mean([float(s["exact"]) for s in closed]),
+            "open_accuracy": _mean([float(s["exact"]) for s in open_]), "n": len(vqa),
+        }
+    choice = [s["mcq"] for s in scored if "mcq" in s]
+    if choice:
+        metrics["mcq"] = {}
+        for m in mcq_methods:
+            hits = [float(c[m]) for c in choice if m in c]
+            if hits:
+                metrics["mcq"][m] = {"accuracy": fmean(hits), "n": len(hits)}
+    out: dict[str, Any] = {"n": len(scored), **_headline(metrics, mcq_methods), "metrics": metrics}
+    return out
+
+
+def _headline(metrics: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]:
+    """Top-level numbers: LLaVA-Med closed accuracy and open recall, MultiMedEval token F1 and BLEU-1
+    (the Doctor Sun paper's numbers), lmms-eval exact match, and the benchmark's first MCQ definition."""
+    head: dict[str, Any] = {"closed_accuracy": None, "open_recall": None}
+    if "llava_med" in metrics:
+        head["closed_accuracy"] = metrics["llava_med"]["closed_accuracy"]
+        head["open_recall"] = metrics["llava_med"]["open_recall"]
+        head["token_f1"] = metrics["multimedeval"]["f1"]
+        head["bleu1"] = metrics["multimedeval"]["bleu1"]
+        head["exact_match"] = metrics["exact_match"]["accuracy"]
+    for m in mcq_methods:
+        if m in metrics.get("mcq", {}):
+            head["mcq_accuracy"] = metrics["mcq"][m]["accuracy"]
+            head["mcq_method"] = m
+            break
+    return head
+
+
+def score_rows(rows: Sequence[dict[str, Any]], mcq_methods: Sequence[str] = ("huatuo",),
+               group_fields: Sequence[str] = ()) -> dict[str, Any]:
+    """Scores of a whole run: overall numbers plus a ``breakdown`` by answer type, language and each
+    field of ``group_fields`` that the rows carry (in ``row["groups"]``)."""
+    scored = [score_row(r, mcq_methods) for r in rows]
+    result = aggregate(scored, mcq_methods)
+    # Peers still score an empty answer (the closest-option rules even pick an option for it): count them.
+    result["n_empty_predictions"] = sum(not str(r["prediction"]).strip() for r in rows)
+    keys: dict[str, Any] = {"answer_type": lambda r: r["answer_type"], "lang": lambda r: r.get("lang") or "?"}
+    for field in group_fields:
+        keys[field] = lambda r, f=field: (r.get("groups") or {}).get(f)
+    breakdown: dict[str, Any] = {}
+    for name, key in keys.items():
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row, s in zip(rows, scored, strict=True):
+            value = key(row)
+            if value not in (None, ""):
+                groups.setdefault(str(value), []).append(s)
+        if groups and (name in ("answer_type", "lang") or len(groups) <= MAX_GROUPS):
+            breakdown[name] = {v: _brief(aggregate(g, mcq_methods)) for v, g in sorted(groups.items())}
+    result["breakdown"] = breakdown
+    return result
+
+
+def _brief(agg: dict[str, Any]) -> dict[str, Any]:
+    return {"n": agg["n"], **{k: agg[k] for k in HEADLINE if agg.get(k) is not None}}

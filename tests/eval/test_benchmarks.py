@@ -1,0 +1,114 @@
+"""Every benchmark end to end through ``doctorsun eval``, on its fixture in the published layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from doctorsun.cli import main
+from doctorsun.eval.benchmarks import BENCHMARKS, load_benchmark
+from tests.eval.conftest import load_jsonl, write_sunmed_set
+from tests.fixtures import public_sets
+
+# benchmark -> (fixture writer, breakdown fields its report must have besides answer_type and lang)
+CASES = {
+    "vqa-rad": (public_sets.write_vqa_rad, {"organ", "question_type"}),
+    "slake": (public_sets.write_slake, {"modality", "organ", "content_type"}),
+    "pathvqa": (public_sets.write_pathvqa, set()),
+    "pmc-vqa": (public_sets.write_pmc_vqa, set()),
+    "omnimedvqa": (public_sets.write_omnimedvqa, {"modality", "question_type", "dataset"}),
+    "medqa": (public_sets.write_medqa, {"step"}),
+    "pubmedqa": (public_sets.write_pubmedqa, set()),
+    "cmb": (public_sets.write_cmb, {"exam_type", "question_type"}),
+    "cmexam": (public_sets.write_cmexam, {"department", "competency"}),
+}
+
+
+def test_every_benchmark_has_a_case():
+    assert set(CASES) | {"sunmed-vl-mini"} == set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("bench", list(CASES))
+def test_benchmark_end_to_end(bench, tiny_model_dir, tmp_path, capsys):
+    writer, groups = CASES[bench]
+    data = writer(tmp_path / "data")
+    out = tmp_path / "out"
+    rc = main(["eval", "--model", str(tiny_model_dir), "--bench", bench, "--data", str(data), "--out", str(out),
+               "--max-new-tokens", "4", "--batch-size", "4"])
+    assert rc == 0
+    good, bad = public_sets.EXPECTED[writer.__name__.removeprefix("write_")]
+    scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    assert (scores["n"], scores["n_skipped"]) == (good, bad)
+    assert len(load_jsonl(out / "predictions.jsonl")) == good
+    assert (out / "report.md").is_file() and (out / "scores.png").stat().st_size > 1000
+    assert groups <= set(scores["breakdown"]), set(scores["breakdown"])
+    assert scores["provenance"]["data"]["files"] >= 1 and len(scores["provenance"]["data"]["sha256"]) == 64
+    if any(r["answer_type"] == "MCQ" for r in load_jsonl(out / "predictions.jsonl")):
+        assert scores["mcq_method"] == BENCHMARKS[bench].mcq_methods[0]
+        assert set(scores["metrics"]["mcq"]) == set(BENCHMARKS[bench].mcq_methods)
+    else:
+        assert scores["closed_accuracy"] is not None and scores["token_f1"] is not None
+    assert f"{bench}: {good} scored" in capsys.readouterr().out
+
+
+def test_vqa_rad_reports_both_closed_counts(tmp_path):
+    """VQA-RAD marks "Is the mass on the left or right?" CLOSED: 4 closed by answer_type, 3 yes/no."""
+    from doctorsun.eval.runner import prepare
+    from doctorsun.eval.scoring import score_rows
+
+    data = load_benchmark("vqa-rad", public_sets.write_vqa_rad(tmp_path))
+    rows = [{**prepare(r, data.image_root, BENCHMARKS["vqa-rad"]).row, "prediction": "yes"} for r in data.records]
+    llava = score_rows(rows)["metrics"]["llava_med"]
+    assert (llava["n_closed"], llava["n_yesno"]) == (4, 3)
+    assert llava["yesno_accuracy"] == pytest.approx(1 / 3)        # golds no, yes, no
+    assert llava["closed_accuracy"] == pytest.approx(1 / 4)        # + "left", never a hit for "yes"
+
+
+def test_cmb_multiple_answer_questions(tmp_path):
+    from doctorsun.eval.runner import prepare
+
+    data = load_benchmark("cmb", public_sets.write_cmb(tmp_path))
+    rows = {r["id"]: prepare(r, None, BENCHMARKS["cmb"]).row for r in data.records}
+    multi = [r for r in rows.values() if r["multiple"]]
+    assert [(r["gold"], r["lang"]) for r in multi] == [("ABC", "zh")]
+
+
+def test_sunmed_file_through_the_cli(tiny_model_dir, tmp_path):
+    data = write_sunmed_set(tmp_path / "mini")
+    out = tmp_path / "out"
+    assert main(["eval", "--model", str(tiny_model_dir), "--bench", "sunmed-vl-mini", "--data", str(data.parent),
+                 "--out", str(out), "--max-new-tokens", "4", "--limit", "3", "--blank-image"]) == 0
+    scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    # the reader rejects the malformed record; the limit takes the first 3 good ones
+    assert scores["n"] == 3 and scores["provenance"]["blank_image"] is True
+    assert [p["id"] for p in scores["problems"]] == ["bad-record"]
+
+
+def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
+    rc = main(["eval", "--model", str(tiny_model_dir), "--bench", "slake", "--data", str(tmp_path / "nope"),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "slake: data not found" in capsys.readouterr().err
+
+
+def test_cli_checks_numbers_before_loading_anything(tmp_path, capsys):
+    rc = main(["eval", "--model", str(tmp_path / "none"), "--bench", "slake", "--data", str(tmp_path),
+               "--out", str(tmp_path / "out"), "--batch-size", "0"])
+    assert rc == 2 and "--batch-size must be >= 1, not 0" in capsys.readouterr().err
+
+
+def test_sunmed_vl_mini_end_to_end(tiny_model_dir, tmp_path):
+    """The real SunMed-VL-mini builder's held-out file, read and scored as the quickstart does."""
+    from doctorsun.data.mini import build_mini
+
+    build_mini(tmp_path / "mini", seed=0)
+    out = tmp_path / "out"
+    assert main(["eval", "--model", str(tiny_model_dir), "--bench", "sunmed-vl-mini",
+                 "--data", str(tmp_path / "mini" / "test.jsonl"), "--out", str(out), "--max-new-tokens", "4",
+                 "--limit", "40", "--batch-size", "8"]) == 0
+    scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    assert scores["n"] == 40 and scores["n_skipped"] == 0
+    assert {"answer_type", "lang", "modality", "region", "attribute"} <= set(scores["breakdown"])
+    rows = load_jsonl(out / "predictions.jsonl")
+    assert all((tmp_path / "mini" / r["image"][0]).is_file() for r in rows)   # paths relative to the file
