@@ -27,7 +27,7 @@ setup: $(STAMP)
 # Debian's Chromium for the web UI test (Playwright drives it; nothing is downloaded by Playwright).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
 	  else echo "chromium missing: run 'sudo apt-get install chromium' for the web UI test"; fi; }
 
 lint: $(STAMP)

@@ -64,6 +64,23 @@ def tiny_model_dir(tmp_path_factory, tiny_build_config) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def chatty_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model with larger random weights: it answers with varied, input-dependent words, so a
+    mixed-up or truncated answer shows (the plain tiny model only emits newlines, stripped to '')."""
+    from doctorsun.model import load_model, save_model
+
+    model, processor = load_model(tiny_model_dir)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * (1.0 if "embed" in name else 0.3))
+    out = tmp_path_factory.mktemp("chatty") / "chatty"
+    save_model(model, processor, out, meta={"stage": "test"})
+    return out
+
+
 @pytest.fixture()
 def tiny_model(tiny_model_dir):
     """A fresh in-memory copy of the tiny model: ``(model, processor)``."""

@@ -9,15 +9,15 @@ def _cli(*args, timeout=300):
                           timeout=timeout)
 
 
-def test_chat_answers_about_a_dicom(tiny_model_dir, dicom_ct):
-    res = _cli("chat", "--model", str(tiny_model_dir), "--image", str(dicom_ct), "--max-new-tokens", "4",
+def test_chat_answers_about_a_dicom(chatty_model_dir, dicom_ct):
+    res = _cli("chat", "--model", str(chatty_model_dir), "--image", str(dicom_ct), "--max-new-tokens", "4",
                "What modality?")
     assert res.returncode == 0, res.stderr
     from doctorsun.data.image import load_image
     from doctorsun.model.generate import Engine, GenerationSettings
 
-    expected = Engine.load(tiny_model_dir).answer("What modality?", load_image(dicom_ct), GenerationSettings(4))
-    assert res.stdout.strip() == expected
+    expected = Engine.load(chatty_model_dir).answer("What modality?", load_image(dicom_ct), GenerationSettings(4))
+    assert expected and res.stdout.strip() == expected
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,125 @@
+"""Reading other projects' weight files safely and writing sharded safetensors, tensor by tensor.
+
+safetensors only by default: a ``.bin``/``.pt``/``.pth`` file is a pickle that can run code when loaded.
+With ``allow_pickle`` it is read with ``torch.load(weights_only=True)``, which refuses anything but tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from doctorsun.errors import DoctorSunError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+MAX_SHARD_BYTES = 4 * 1024**3
+
+
+class WeightFiles:
+    """The tensors stored in one dir's weight files, read on demand (``keys()``, ``[name]``)."""
+
+    def __init__(self, directory: str | Path, allow_pickle: bool = False, what: str = "checkpoint"):
+        from safetensors import safe_open
+
+        self.directory = Path(directory)
+        self._where: dict[str, Path] = {}
+        self._loaded: dict[str, torch.Tensor] = {}
+        files = sorted(self.directory.glob("*.safetensors"))
+        if files:
+            for f in files:
+                try:
+                    with safe_open(f, framework="pt") as handle:
+                        self._where.update(dict.fromkeys(handle.keys(), f))
+                except Exception as exc:
+                    raise DoctorSunError(f"cannot read {f}: {exc}") from None
+            return
+        pickles = (
+            sorted(p for p in self.directory.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+            if self.directory.is_dir()
+            else []
+        )
+        if not pickles:
+            raise DoctorSunError(f"{what} {self.directory} has no weight files (*.safetensors)")
+        if not allow_pickle:
+            raise DoctorSunError(
+                f"{what} {self.directory} holds only pickle weights ({pickles[0].name}), which can run code "
+                "when loaded; convert them to safetensors, or pass --allow-pickle if you trust the source "
+                "(they are then read with torch.load(weights_only=True))"
+            )
+        for f in pickles:
+            try:
+                state = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as exc:
+                raise DoctorSunError(f"cannot read {f} (only plain tensors are accepted): {exc}") from None
+            if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+                state = state["state_dict"]
+            if not isinstance(state, dict):
+                raise DoctorSunError(f"{f} does not hold a dict of tensors")
+            self._loaded.update({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
+
+    def keys(self) -> list[str]:
+        return list(self._where) + list(self._loaded)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._where or name in self._loaded
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name in self._loaded:
+            return self._loaded[name]
+        from safetensors import safe_open
+
+        with safe_open(self._where[name], framework="pt") as handle:
+            return handle.get_tensor(name)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name in self._loaded:
+            return tuple(self._loaded[name].shape)
+        from safetensors import safe_open
+
+        with safe_open(self._where[name], framework="pt") as handle:
+            return tuple(handle.get_slice(name).get_shape())
+
+
+def write_sharded(
+    tensors: Iterable[tuple[str, torch.Tensor]], out: Path, max_shard_bytes: int = MAX_SHARD_BYTES
+) -> list[str]:
+    """Write ``(name, tensor)`` pairs as ``model.safetensors`` (or numbered shards with an index), holding
+    at most one shard in memory. Returns the names written."""
+    from safetensors.torch import save_file
+
+    current: dict[str, torch.Tensor] = {}
+    files: list[Path] = []
+    names: list[str] = []
+    size = total = 0
+    weight_map: dict[str, int] = {}
+
+    def flush() -> None:
+        nonlocal current, size
+        path = out / f"shard-{len(files):05d}.safetensors"
+        save_file(current, path, metadata={"format": "pt"})
+        files.append(path)
+        current, size = {}, 0
+
+    for name, tensor in tensors:
+        nbytes = tensor.numel() * tensor.element_size()
+        if current and size + nbytes > max_shard_bytes:
+            flush()
+        current[name] = tensor.contiguous()
+        weight_map[name] = len(files)
+        names.append(name)
+        size += nbytes
+        total += nbytes
+    if current or not files:
+        flush()
+    if len(files) == 1:
+        files[0].rename(out / "model.safetensors")
+        return names
+    final = [f"model-{i + 1:05d}-of-{len(files):05d}.safetensors" for i in range(len(files))]
+    for f, name in zip(files, final, strict=True):
+        f.rename(out / name)
+    index = {"metadata": {"total_size": total}, "weight_map": {k: final[i] for k, i in weight_map.items()}}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return names

@@ -1,0 +1,98 @@
+"""``doctorsun serve``: the OpenAI-compatible API (and with ``--ui`` the web UI) for one model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+from pathlib import Path
+
+from doctorsun.errors import DoctorSunError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("DOCTORSUN_API_KEY"),
+        help="require 'Authorization: Bearer KEY' (default: $DOCTORSUN_API_KEY; none: open)",
+    )
+    p.add_argument("--served-model-name", help="model id for clients (default: the model dir's name)")
+    p.add_argument("--ui", action="store_true", help="also serve the web UI at /ui")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="default: bfloat16 on GPU, float32 on CPU",
+    )
+    p.add_argument("--max-batch-size", type=int, default=8, help="requests answered together")
+    p.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long to gather a batch")
+    p.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask")
+    p.add_argument("--default-max-tokens", type=int, default=512, help="max_tokens when a request gives none")
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB")
+    p.add_argument("--max-image-pixels", type=int, default=25_000_000, help="largest image (width x height)")
+    p.add_argument("--max-images", type=int, default=8, help="most images in one request")
+
+
+def config_from_args(args: argparse.Namespace):
+    from doctorsun.serve.api import ServeConfig
+
+    if not 0 < args.port < 65536:
+        raise DoctorSunError(f"port must be in 1..65535, not {args.port}")
+    return ServeConfig(
+        model_name=args.served_model_name or Path(args.model).resolve().name,
+        api_key=args.api_key or None,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_image_pixels=args.max_image_pixels,
+        max_images=args.max_images,
+        max_tokens_limit=args.max_tokens_limit,
+        default_max_tokens=min(args.default_max_tokens, args.max_tokens_limit),
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    import uvicorn
+    from transformers.utils import logging as hf_logging
+
+    from doctorsun.model.generate import Engine
+    from doctorsun.serve.api import create_app
+
+    config = config_from_args(args)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    hf_logging.disable_progress_bar()
+    engine = Engine.load(args.model, dtype=dtype, device=device)
+    app = create_app(engine, config, ui=args.ui)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
+        log.warning("listening on %s without --api-key: anyone who can reach it can use the model", args.host)
+    where = f"http://{args.host}:{args.port}"
+    log.info(
+        "serving %s as %r at %s/v1%s",
+        args.model,
+        config.model_name,
+        where,
+        f" and {where}/ui" if args.ui else "",
+    )
+    sock = listen(args.host, args.port)  # fail with a clear message before serving, e.g. on a busy port
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=5)
+    )
+    server.run(sockets=[sock])
+    return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise DoctorSunError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

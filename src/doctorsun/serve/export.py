@@ -1,0 +1,258 @@
+"""``doctorsun export``: a self-contained transformers checkpoint for the rest of the ecosystem.
+
+LoRA merged (a peft adapter dir over a base model is merged via peft), safetensors only, processor with the
+chat template inside (also on the tokenizer, for tools that read only the tokenizer), generation config,
+and a model card. ``--engine vllm`` then serves the export through vLLM (a GPU feature).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from doctorsun import __version__
+from doctorsun.errors import DoctorSunError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model dir, or a peft LoRA adapter dir over one")
+    p.add_argument("--out", required=True, help="output dir")
+    p.add_argument(
+        "--base",
+        help="base model dir of an adapter (default: its adapter_config.json's base_model_name_or_path)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="cast the weights (bfloat16 for GPU serving; default: as stored)",
+    )
+    p.add_argument("--name", help="model name in the card and for vLLM (default: the output dir's name)")
+    p.add_argument("--max-shard-size", default="4GB", help="largest safetensors file")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="accept an adapter_model.bin (torch.load with weights_only=True)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["transformers", "vllm"],
+        default="transformers",
+        help="vllm: serve the export through vLLM afterwards (needs vLLM and a GPU)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="vLLM: address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="vLLM: port")
+    p.add_argument("--api-key", help="vLLM: require this Bearer key")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="vLLM: allow code shipped with a model (off by default; doctorsun needs none)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    vllm = _vllm_command(args) if args.engine == "vllm" else None  # fail before the (long) export
+    out = export(
+        args.model,
+        args.out,
+        base=args.base,
+        dtype=args.dtype,
+        name=args.name,
+        max_shard_size=args.max_shard_size,
+        allow_pickle=args.allow_pickle,
+    )
+    print(json.dumps({"out": str(out), "engine": args.engine}))
+    if vllm is None:
+        return 0
+    command = [vllm[0], "serve", str(out), *vllm[1:]]
+    log.info("serving %s through vLLM: %s", out, " ".join(c if c != args.api_key else "***" for c in command))
+    return subprocess.call(command)
+
+
+def export(
+    model_dir: str | Path,
+    out: str | Path,
+    base: str | None = None,
+    dtype: str | None = None,
+    name: str | None = None,
+    max_shard_size: str = "4GB",
+    allow_pickle: bool = False,
+) -> Path:
+    """Write ``model_dir`` (merged with its LoRA when it is an adapter) to ``out``; returns ``out``."""
+    import torch
+
+    from doctorsun.model.io import META_FILE, atomic_dir, read_meta
+
+    out = Path(out)
+    model, processor, meta = load_merged(Path(model_dir), base, allow_pickle)
+    if dtype:
+        model = model.to(getattr(torch, dtype))
+    processor.tokenizer.chat_template = processor.chat_template
+    name = name or out.resolve().name
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+        processor.save_pretrained(tmp)
+        record = {
+            "doctorsun_version": __version__,
+            **meta,
+            "export": {"source": str(model_dir), "dtype": str(model.dtype).removeprefix("torch.")},
+        }
+        (tmp / META_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        (tmp / "README.md").write_text(model_card(model, processor, name, read_meta(tmp)))
+        stray = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+        if stray:
+            raise DoctorSunError(f"export would contain pickle files {stray}; refusing")
+    log.info("exported %s to %s", model_dir, out)
+    return out
+
+
+def load_merged(model_dir: Path, base: str | None, allow_pickle: bool):
+    """``(model, processor, provenance)``; an adapter dir is merged into its base through peft."""
+    from doctorsun.model.io import load_model, read_meta
+
+    adapter_config = model_dir / "adapter_config.json"
+    if not adapter_config.is_file():
+        model, processor = load_model(model_dir)
+        return model, processor, read_meta(model_dir)
+    from peft import PeftModel
+
+    config = json.loads(adapter_config.read_text())
+    base = base or config.get("base_model_name_or_path")
+    if not base:
+        raise DoctorSunError(f"adapter {model_dir} names no base model: pass --base DIR")
+    if not (model_dir / "adapter_model.safetensors").is_file():
+        if not (allow_pickle and (model_dir / "adapter_model.bin").is_file()):
+            raise DoctorSunError(
+                f"adapter {model_dir} has no adapter_model.safetensors"
+                + ("" if allow_pickle else " (a pickle .bin adapter needs --allow-pickle)")
+            )
+    model, processor = load_model(base)
+    try:
+        model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise DoctorSunError(f"cannot apply adapter {model_dir} to {base}: {exc}") from None
+    if (model_dir / "processor_config.json").is_file() or (model_dir / "tokenizer_config.json").is_file():
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(model_dir)
+        processor.tokenizer.padding_side = "left"
+    meta = read_meta(base)
+    meta["merged_adapter"] = {
+        "path": str(model_dir),
+        "peft_type": config.get("peft_type"),
+        "r": config.get("r"),
+        "lora_alpha": config.get("lora_alpha"),
+    }
+    return model, processor, meta
+
+
+def _vllm_command(args: argparse.Namespace) -> list[str]:
+    """``[vllm executable, *options]`` (the model path goes after ``serve``)."""
+    if importlib.util.find_spec("vllm") is None:
+        raise DoctorSunError(
+            "--engine vllm needs vLLM, which is not installed: pip install vllm (on a machine with a GPU)"
+        )
+    exe = shutil.which("vllm") or str(Path(sys.executable).with_name("vllm"))
+    command = [
+        exe,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--served-model-name",
+        args.name or Path(args.out).resolve().name,
+    ]
+    if args.api_key:
+        command += ["--api-key", args.api_key]
+    if args.trust_remote_code:
+        command.append("--trust-remote-code")
+    return command
+
+
+def model_card(model, processor, name: str, meta: dict[str, Any]) -> str:
+    """README.md: what the model is, how to load and serve it, and that it is not medical advice."""
+    from doctorsun.model.templates import detect_template
+
+    cfg = model.config
+    vision, text = cfg.vision_config, cfg.text_config
+    params = sum(p.numel() for p in model.parameters())
+    template = detect_template(processor.tokenizer.get_vocab())
+    source = meta.get("import", {}).get("path") or meta.get("build", {}).get("llm") or "a DoctorSun model"
+    return CARD.format(
+        name=name,
+        version=__version__,
+        params=params / 1e6,
+        vision=vision.model_type,
+        image_size=vision.image_size,
+        patch=vision.patch_size,
+        visual_tokens=cfg.image_seq_length,
+        llm=text.model_type,
+        layers=text.num_hidden_layers,
+        hidden=text.hidden_size,
+        template=template,
+        stage=meta.get("stage", "unknown"),
+        source=source,
+        dtype=str(model.dtype).removeprefix("torch."),
+        adapter=" (LoRA merged)" if "merged_adapter" in meta else "",
+    )
+
+
+CARD = """---
+library_name: transformers
+pipeline_tag: image-text-to-text
+language: [en, zh]
+tags: [medical, multimodal, llava, doctorsun]
+---
+
+# {name}
+
+A bilingual (Chinese/English) medical multimodal model exported by DoctorSun {version}{adapter}:
+a {vision} vision encoder ({image_size} px, patch {patch}, {visual_tokens} visual tokens per image), a
+2-layer GELU projector and a {llm} language model ({layers} layers, width {hidden}); {params:.1f}M
+parameters in {dtype}, stored as a transformers `LlavaForConditionalGeneration` (safetensors). Chat
+template: `{template}` (inside the processor and the tokenizer). Stage: {stage}; from {source}.
+
+> **Not medical advice.** This model's outputs are generated text for research. They can be wrong and
+> must not be used to diagnose, treat or make any clinical decision.
+
+## Use with transformers
+
+```python
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+model = AutoModelForImageTextToText.from_pretrained("{name}")
+processor = AutoProcessor.from_pretrained("{name}")
+question = {{"type": "text", "text": "What modality is this?"}}
+messages = [{{"role": "user", "content": [{{"type": "image"}}, question]}}]
+prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+inputs = processor(images=[Image.open("scan.png").convert("RGB")], text=prompt, return_tensors="pt")
+out = model.generate(**inputs, max_new_tokens=128, do_sample=False)  # greedy, as evaluated
+print(processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+
+DICOM and NIfTI files: read them with `doctorsun.data.image.load_image` (windowed as in training).
+
+## Serve with vLLM (GPU)
+
+```bash
+vllm serve {name} --served-model-name {name}
+# or: doctorsun export --model <dir> --out {name} --engine vllm
+```
+
+Then any OpenAI client: `POST /v1/chat/completions` with `image_url` parts (data: URLs).
+
+## Serve with DoctorSun (CPU or GPU)
+
+```bash
+doctorsun serve --model {name} --ui   # OpenAI-compatible API, web UI at /ui, DICOM data URLs accepted
+```
+"""
