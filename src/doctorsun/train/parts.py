@@ -1,0 +1,160 @@
+"""Per-part trainability: each of vision / projector / llm is frozen, fully trained, or LoRA-adapted.
+
+This is the one mechanism that makes the stages differ: alignment is ``projector: full`` with the rest
+frozen, instruction tuning is ``projector: full, llm: full or lora, vision: lora or frozen``, and so on.
+LoRA goes through peft (one adapter for all LoRA parts; rank and alpha per part through peft's
+``rank_pattern`` / ``alpha_pattern``) and is merged into the weights on save, so every checkpoint is a
+plain transformers model.
+
+LoRA (Hu et al. 2021, https://arxiv.org/abs/2106.09685): a frozen linear ``W`` (out x in) becomes
+``W x + (alpha / r) * B A x`` with ``A`` (r x in) and ``B`` (out x r, zero at start), so the layer
+trains ``r * (in + out)`` parameters and starts exactly where the frozen model was.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from doctorsun.train.config import DEFAULT_LORA_TARGETS, PART_NAMES, PartsConfig
+
+log = logging.getLogger(__name__)
+
+# Parameter-name prefixes of each part inside ``LlavaForConditionalGeneration``.
+PART_PREFIXES: dict[str, tuple[str, ...]] = {
+    "vision": ("model.vision_tower.",),
+    "projector": ("model.multi_modal_projector.",),
+    "llm": ("model.language_model.", "lm_head."),
+}
+
+# The same parts under the names a saved checkpoint uses (transformers writes LLaVA-HF's layout).
+SAVED_PREFIXES: dict[str, tuple[str, ...]] = {
+    "vision": ("vision_tower.",),
+    "projector": ("multi_modal_projector.",),
+    "llm": ("language_model.",),
+}
+
+
+def part_of(name: str) -> str | None:
+    """The part a parameter or module name belongs to (in memory, under peft, or in a saved file)."""
+    name = _base_name(name)
+    for table in (PART_PREFIXES, SAVED_PREFIXES):
+        for part, prefixes in table.items():
+            if name.startswith(prefixes) or f"{name}." in prefixes:
+                return part
+    return None
+
+
+def _base_name(name: str) -> str:
+    """Strip peft's wrapping (``base_model.model.``) and LoRA's ``base_layer.`` from a name."""
+    name = name.removeprefix("base_model.model.")
+    return name.replace(".base_layer.", ".")
+
+
+def _lora_regex(part: str, targets: list[str]) -> str:
+    prefixes = "|".join(re.escape(p) for p in PART_PREFIXES[part])
+    names = "|".join(re.escape(t) for t in targets)
+    return rf"(?:{prefixes}).*\.(?:{names})"
+
+
+def lora_modules(model: nn.Module, parts: PartsConfig) -> dict[str, nn.Linear]:
+    """The linear layers LoRA would adapt under ``parts``, by name."""
+    found: dict[str, nn.Linear] = {}
+    for part, cfg in parts.items():
+        if cfg.mode != "lora":
+            continue
+        pattern = re.compile(_lora_regex(part, cfg.targets or DEFAULT_LORA_TARGETS[part]))
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear) and pattern.fullmatch(name):
+                found[name] = module
+    return found
+
+
+@dataclass
+class PartCounts:
+    """Parameters per part once ``apply_parts`` has run."""
+
+    trainable: dict[str, int]
+    """Trainable parameters per part (LoRA parts: the adapter weights)."""
+    frozen: dict[str, int]
+    """Frozen parameters per part."""
+
+    @property
+    def total_trainable(self) -> int:
+        return sum(self.trainable.values())
+
+    @property
+    def total_frozen(self) -> int:
+        return sum(self.frozen.values())
+
+    def table(self) -> str:
+        lines = [f"{'part':<10} {'trainable':>15} {'frozen':>15}"]
+        for part in PART_NAMES:
+            lines.append(f"{part:<10} {self.trainable.get(part, 0):>15,} {self.frozen.get(part, 0):>15,}")
+        lines.append(f"{'total':<10} {self.total_trainable:>15,} {self.total_frozen:>15,}")
+        return "\n".join(lines)
+
+
+def count_parts(model: nn.Module) -> PartCounts:
+    """Count trainable and frozen parameters per part (tied weights once)."""
+    trainable = dict.fromkeys(PART_NAMES, 0)
+    frozen = dict.fromkeys(PART_NAMES, 0)
+    seen: set[int] = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        part = part_of(name)
+        if part is None:
+            continue
+        (trainable if p.requires_grad else frozen)[part] += p.numel()
+    return PartCounts(trainable, frozen)
+
+
+def apply_parts(model: nn.Module, parts: PartsConfig) -> nn.Module:
+    """Freeze, unfreeze or LoRA-wrap each part; returns the model to train (a ``PeftModel`` when any
+    part is LoRA). Works on the meta device too (the dry run)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    lora_parts = [(name, cfg) for name, cfg in parts.items() if cfg.mode == "lora"]
+    if lora_parts:
+        from peft import LoraConfig, get_peft_model
+
+        first = lora_parts[0][1]
+        regexes = {name: _lora_regex(name, cfg.targets or DEFAULT_LORA_TARGETS[name]) for name, cfg in lora_parts}
+        config = LoraConfig(
+            r=first.r,
+            lora_alpha=first.alpha,
+            lora_dropout=first.dropout,
+            target_modules="|".join(f"(?:{rx})" for rx in regexes.values()),
+            rank_pattern={regexes[name]: cfg.r for name, cfg in lora_parts},
+            alpha_pattern={regexes[name]: cfg.alpha for name, cfg in lora_parts},
+        )
+        model = get_peft_model(model, config)
+    for name, p in model.named_parameters():
+        part = part_of(name)
+        if part is not None and getattr(parts, part).mode == "full":
+            p.requires_grad_(True)
+    counts = count_parts(model)
+    log.info("trainable parameters per part: %s", {k: v for k, v in counts.trainable.items() if v})
+    return model
+
+
+def merge(model: nn.Module) -> nn.Module:
+    """Fold LoRA adapters into the weights: the result is the plain transformers model."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors by name: what a resumable checkpoint must hold."""
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}

@@ -1,0 +1,269 @@
+"""The training loop: the Hugging Face ``Trainer`` (on accelerate), with what DoctorSun adds.
+
+- the loss counts assistant tokens only and runs the LM head only where some row has a label;
+  it is normalised by the label count of the whole global batch, so gradient accumulation and any
+  number of processes give the same update;
+- length-grouped batches in a seeded order that a resumed run repeats exactly;
+- resumable checkpoints that hold only the trainable weights (plus optimizer, scheduler and RNG
+  state), each written into a staging folder and renamed into place, so a crash never leaves a
+  half-written ``checkpoint-N`` for ``--resume`` to pick;
+- a JSONL log and a loss-curve PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from doctorsun.data.tokenize import IGNORE
+from doctorsun.errors import DoctorSunError
+from doctorsun.train.config import Recipe
+
+log = logging.getLogger(__name__)
+
+TRAINABLE_FILE = "trainable.safetensors"
+CHECKPOINTS = "checkpoints"
+LOG_FILE = "log.jsonl"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler):
+    """Transformers' length grouping (random mega-batches, sorted by length inside) with a generator
+    seeded by ``seed + epoch``: every epoch is a new order, and a resumed run draws the same one."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def training_arguments(recipe: Recipe, out: Path, **overrides: Any) -> TrainingArguments:
+    """``TrainingArguments`` for a recipe: the global batch is micro_batch x processes x accumulation."""
+    loop, optim = recipe.train, recipe.optim
+    per_step = loop.micro_batch * world_size()
+    if loop.global_batch % per_step:
+        raise DoctorSunError(f"train.global_batch {loop.global_batch} is not a multiple of micro_batch "
+                             f"{loop.micro_batch} x {world_size()} processes")
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(out / CHECKPOINTS),
+        per_device_train_batch_size=loop.micro_batch,
+        gradient_accumulation_steps=loop.global_batch // per_step,
+        learning_rate=optim.lr,
+        weight_decay=optim.weight_decay,
+        adam_beta1=optim.betas[0],
+        adam_beta2=optim.betas[1],
+        max_grad_norm=optim.grad_clip,
+        warmup_steps=optim.warmup_ratio,
+        lr_scheduler_type=optim.scheduler,
+        num_train_epochs=loop.epochs,
+        max_steps=loop.max_steps or -1,
+        seed=loop.seed,
+        data_seed=loop.seed,
+        bf16=loop.mixed_precision == "bf16",
+        fp16=loop.mixed_precision == "fp16",
+        gradient_checkpointing=loop.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if loop.gradient_checkpointing else None,
+        save_strategy="steps" if loop.save_steps else "no",
+        save_steps=loop.save_steps or 500,
+        save_total_limit=loop.save_total_limit,
+        logging_steps=loop.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        include_num_input_tokens_seen="no",
+        save_only_model=False,
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+class StageTrainer(Trainer):
+    """``Trainer`` with DoctorSun's loss, sampler and checkpoints (see the module docstring)."""
+
+    def __init__(self, *args, recipe: Recipe, lengths: list[int] | None = None, lm_loss: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recipe = recipe
+        self.lengths = lengths
+        if lm_loss:
+            # ``compute_loss`` below shifts the labels and divides by ``num_items_in_batch`` itself.
+            self.model_accepts_loss_kwargs = True
+            self._loss_shifts_labels = True
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.lengths is None or not self.recipe.train.group_by_length:
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        return LengthGroupedSampler(self.lengths, batch, self.args.seed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        targets = labels[:, 1:]  # (B, T-1): the token at t + 1 is predicted from position t
+        keep = (targets != IGNORE).any(0).nonzero().squeeze(1)  # (K,) positions some row learns from
+        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+        logits = outputs.logits  # (B, K, V)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
+                               ignore_index=IGNORE, reduction="sum")
+        if num_items_in_batch is None:
+            loss = loss / (targets != IGNORE).sum().clamp(min=1)
+        else:
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                # DDP averages gradients over processes; the count above is already global.
+                loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+    # --- checkpoints: trainable weights only, renamed into place -----------------------------------
+
+    def _trainable_names(self, model) -> list[str]:
+        seen, names = set(), []
+        for name, p in model.named_parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                names.append(name)
+        return names
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        from safetensors.torch import save_file
+
+        if not self.args.should_save:
+            return
+        out = Path(output_dir or self.args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model = self.accelerator.unwrap_model(self.model)
+        state = state_dict if state_dict else dict(model.named_parameters())
+        tensors = {n: state[n].detach().cpu().contiguous() for n in self._trainable_names(model) if n in state}
+        save_file(tensors, str(out / TRAINABLE_FILE), metadata={"format": "pt"})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from safetensors.torch import load_file
+
+        model = self.accelerator.unwrap_model(model or self.model)
+        path = Path(resume_from_checkpoint) / TRAINABLE_FILE
+        if not path.is_file():
+            raise DoctorSunError(f"checkpoint {resume_from_checkpoint} has no {TRAINABLE_FILE}")
+        state = load_file(str(path))
+        missing = set(self._trainable_names(model)) - set(state)
+        if missing:
+            raise DoctorSunError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable tensor(s) "
+                                 f"(e.g. {sorted(missing)[0]}): was it written by another recipe?")
+        model.load_state_dict(state, strict=False)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = Path(self.args.output_dir)
+        staging = run_dir / ".staging"
+        name = f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.args.output_dir = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.output_dir = str(run_dir)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            (staging / name / "recipe.yaml").write_text(self.recipe.to_yaml(), encoding="utf-8")
+            final = run_dir / name
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging / name, final)
+            shutil.rmtree(staging, ignore_errors=True)
+            for old in checkpoints(run_dir)[: -self.args.save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints under ``run_dir``, oldest first (staging folders are never listed)."""
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    found = checkpoints(Path(out) / CHECKPOINTS)
+    return found[-1] if found else None
+
+
+class JsonlLog(TrainerCallback):
+    """Appends every logged dict (loss, learning rate, grad norm, tokens seen) to ``log.jsonl``."""
+
+    def __init__(self, path: Path, stage: str):
+        self.path, self.stage, self.t0 = path, stage, time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        row = {"stage": self.stage, "step": state.global_step, "epoch": round(state.epoch or 0, 4),
+               "elapsed_s": round(time.time() - self.t0, 2), **logs}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class StopAfter(TrainerCallback):
+    """Ends training after ``steps`` optimizer steps (tests interrupt a run with it)."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps:
+            control.should_training_stop = True
+            control.should_save = False
+
+
+def plot_loss(log_path: Path, png: Path, title: str) -> Path | None:
+    """The training loss per step from ``log.jsonl`` as a PNG (nothing when no loss was logged)."""
+    if not log_path.is_file():
+        return None
+    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    points = sorted({r["step"]: r["loss"] for r in rows if "loss" in r}.items())
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=2, linewidth=1)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return png

@@ -1,0 +1,121 @@
+"""Each stage on tiny models: it runs, only its trainable parts change, and the next stage loads it."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from doctorsun.train.parts import part_of
+from doctorsun.train.stages import run_recipe
+from tests.train.conftest import make_recipe
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def changed_parts(before: Path, after: Path) -> set[str]:
+    a, b = weights(before), weights(after)
+    assert a.keys() == b.keys()
+    return {part_of(k) for k in a if not torch.equal(a[k], b[k])}
+
+
+@pytest.fixture(scope="module")
+def bad_records(tmp_path_factory, tiny_data) -> str:
+    """Questions plus records that must be skipped, each for its own reason."""
+    root = Path(tiny_data["root"])
+    good = Path(tiny_data["questions"]).read_text(encoding="utf-8")
+    long_first = "Tell me everything about this patient's long and complicated history, please. " * 2
+    bad = [
+        {"id": "bad-missing-image", "image": "images/nope.png", "lang": "en", "source": "t", "task": "vqa-closed",
+         "conversations": [{"from": "human", "value": "<image>\nRed?"}, {"from": "gpt", "value": "yes"}]},
+        {"id": "bad-two-placeholders", "image": "images/0.png", "lang": "en", "source": "t", "task": "vqa-closed",
+         "conversations": [{"from": "human", "value": "<image><image>\nRed?"}, {"from": "gpt", "value": "yes"}]},
+        {"id": "bad-image-cut", "image": "images/0.png", "lang": "en", "source": "t", "task": "dialogue",
+         "conversations": [{"from": "human", "value": long_first}, {"from": "gpt", "value": "Fine."},
+                           {"from": "human", "value": "<image>\nRed?"}, {"from": "gpt", "value": "yes"}]},
+    ]
+    path = root / "questions-with-bad.jsonl"
+    path.write_text(good + "".join(json.dumps(r) + "\n" for r in bad), encoding="utf-8")
+    return str(path)
+
+
+def test_four_stages_chain_and_train_only_their_parts(tmp_path, tiny_model_dir, tiny_data, bad_records):
+    lora = {"mode": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
+    text = make_recipe("text", tmp_path / "text", [tiny_data["text"]], model=tiny_model_dir,
+                       parts={"llm": lora}, data={"packing": True})
+    run_recipe(text)
+    assert changed_parts(tiny_model_dir, tmp_path / "text" / "model") == {"llm"}
+
+    vision = make_recipe("vision", tmp_path / "vision", [tiny_data["captions"]], model=tmp_path / "text",
+                         train={"micro_batch": 6, "global_batch": 6})
+    summary = run_recipe(vision)
+    assert summary["loss_last"] < summary["loss_first"]
+    assert changed_parts(tmp_path / "text" / "model", tmp_path / "vision" / "model") == {"vision"}
+
+    align = make_recipe("align", tmp_path / "align", [tiny_data["captions"]], model=tmp_path / "vision")
+    run_recipe(align)
+    before, after = weights(tmp_path / "vision" / "model"), weights(tmp_path / "align" / "model")
+    for name in before:  # the frozen-weight check: bit for bit
+        if part_of(name) in ("vision", "llm"):
+            assert torch.equal(before[name], after[name]), name
+    assert any(not torch.equal(before[n], after[n]) for n in before if part_of(n) == "projector")
+
+    finetune = make_recipe("finetune", tmp_path / "finetune", [bad_records], model=tmp_path / "align",
+                           parts={"llm": lora, "projector": {"mode": "full"}, "vision": lora},
+                           data={"general": [tiny_data["general"]], "ratio": "1:0.25", "max_length": 40})
+    summary = run_recipe(finetune)
+    assert changed_parts(tmp_path / "align" / "model", tmp_path / "finetune" / "model") == {
+        "vision", "projector", "llm"}
+    skipped = [json.loads(line) for line in (tmp_path / "finetune" / "problems.jsonl").read_text().splitlines()]
+    assert {s["id"] for s in skipped} == {"bad-missing-image", "bad-two-placeholders", "bad-image-cut"}
+    assert summary["skipped_records"] == 3
+
+    out = tmp_path / "finetune"
+    for name in ("log.jsonl", "loss.png", "recipe.yaml", "summary.json", "model/recipe.yaml"):
+        assert (out / name).is_file(), name
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3]
+
+    from doctorsun.model.generate import Engine, GenerationSettings
+
+    engine = Engine.load(out / "model")  # merged: a plain transformers checkpoint, no peft needed
+    assert not any("lora" in k for k in weights(out / "model"))
+    answer = engine.answer("Is the square red?", Image.new("RGB", (20, 20), (220, 30, 30)),
+                           GenerationSettings(max_new_tokens=3))
+    assert isinstance(answer, str)
+
+
+def test_lm_loss_equals_transformers_own_loss(tmp_path, tiny_model, tiny_data):
+    """Our loss (LM head only where a label is) equals LlavaForConditionalGeneration's full loss."""
+    from doctorsun.train.data import Collator, build_sample_set
+    from doctorsun.train.trainer import StageTrainer, training_arguments
+
+    model, processor = tiny_model
+    recipe = make_recipe("finetune", tmp_path, [tiny_data["questions"]], model="unused",
+                         data={"general": [tiny_data["general"]], "ratio": "1:0.25"})
+    dataset, problems, _ = build_sample_set(recipe.data, processor, model.config.image_seq_length, 0)
+    assert not problems
+    batch = Collator(processor.tokenizer.pad_token_id)([dataset[i] for i in range(len(dataset))])
+    assert batch["attention_mask"].sum() < batch["attention_mask"].numel()  # some padding to mask
+    trainer = StageTrainer(model=model, args=training_arguments(recipe, tmp_path), recipe=recipe)
+    model.eval()
+    with torch.no_grad():
+        ours = trainer.compute_loss(model, dict(batch))
+        theirs = model(**batch).loss
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_refused_everything_is_a_clear_error(tmp_path, tiny_model_dir, tiny_data):
+    from doctorsun.errors import DoctorSunError
+
+    recipe = make_recipe("finetune", tmp_path, [tiny_data["questions"]], model=tiny_model_dir,
+                         data={"max_length": 8})
+    with pytest.raises(DoctorSunError, match="every training record was refused"):
+        run_recipe(recipe)
