@@ -69,7 +69,8 @@ def test_four_stages_chain_and_train_only_their_parts(tmp_path, tiny_model_dir, 
 
     finetune = make_recipe("finetune", tmp_path / "finetune", [bad_records], model=tmp_path / "align",
                            parts={"llm": lora, "projector": {"mode": "full"}, "vision": lora},
-                           data={"general": [tiny_data["general"]], "ratio": "1:0.25", "max_length": 40})
+                           data={"general": [tiny_data["general"]], "ratio": "1:0.25", "max_length": 40},
+                           train={"gradient_checkpointing": True})
     summary = run_recipe(finetune)
     assert changed_parts(tmp_path / "align" / "model", tmp_path / "finetune" / "model") == {
         "vision", "projector", "llm"}
@@ -119,3 +120,19 @@ def test_refused_everything_is_a_clear_error(tmp_path, tiny_model_dir, tiny_data
                          data={"max_length": 8})
     with pytest.raises(DoctorSunError, match="every training record was refused"):
         run_recipe(recipe)
+
+
+def test_a_part_can_have_its_own_learning_rate(tmp_path, tiny_model):
+    from doctorsun.train.parts import apply_parts, part_of
+    from doctorsun.train.trainer import StageTrainer, training_arguments
+
+    model, _ = tiny_model
+    recipe = make_recipe("finetune", tmp_path, ["unused.jsonl"], model="unused", optim={"lr": 2e-4},
+                         parts={"projector": {"mode": "full", "lr": 1e-3},
+                                "llm": {"mode": "lora", "r": 4, "alpha": 8}})
+    model = apply_parts(model, recipe.parts)
+    trainer = StageTrainer(model=model, args=training_arguments(recipe, tmp_path), recipe=recipe)
+    optimizer = trainer.create_optimizer()
+    by_id = {id(p): name for name, p in model.named_parameters()}
+    lrs = {(part_of(by_id[id(p)]), group["lr"]) for group in optimizer.param_groups for p in group["params"]}
+    assert lrs == {("projector", 1e-3), ("llm", 2e-4)}

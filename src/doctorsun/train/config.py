@@ -51,8 +51,14 @@ class PartConfig:
     """LoRA dropout (one value for every LoRA part of a stage)."""
     targets: list[str] | None = None
     """Names of the linear layers LoRA adapts; ``None``: the part's defaults."""
+    lr: float | None = None
+    """This part's peak learning rate (as LLaVA's ``mm_projector_lr``); ``None``: ``optim.lr``."""
 
     def __post_init__(self) -> None:
+        if self.lr is not None:
+            self.lr = float(self.lr)
+            if self.lr <= 0:
+                raise DoctorSunError(f"a part's lr must be > 0, not {self.lr}")
         if self.mode not in MODES:
             raise DoctorSunError(f"part mode must be one of {MODES}, not {self.mode!r}")
         if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:

@@ -121,6 +121,25 @@ class StageTrainer(Trainer):
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
         return LengthGroupedSampler(self.lengths, batch, self.args.seed)
 
+    def create_optimizer(self, model=None):
+        """AdamW with one parameter group per (learning rate, weight decay): parts may set their own lr."""
+        from doctorsun.train.parts import part_of
+
+        if self.optimizer is None and any(p.lr for _, p in self.recipe.parts.items()):
+            model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(model))
+            groups: dict[tuple[float, float], list] = {}
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    part = part_of(name)
+                    lr = (getattr(self.recipe.parts, part).lr if part else None) or self.args.learning_rate
+                    groups.setdefault((lr, self.args.weight_decay if name in decay else 0.0), []).append(p)
+            cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+            kwargs.pop("lr", None)
+            self.optimizer = cls([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
+                                 lr=self.args.learning_rate, **kwargs)
+        return super().create_optimizer(model)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
