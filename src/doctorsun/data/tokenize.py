@@ -24,7 +24,7 @@ IGNORE = -100
 """Label of a token that does not count in the loss (PyTorch's ``cross_entropy`` default)."""
 
 IMAGE_TOKEN = "<image>"
-_PLACEHOLDER = re.compile(r"[ \t]*<image>[ \t]*\n?")
+PLACEHOLDER = re.compile(r"[ \t]*<image>[ \t]*\n?")
 
 
 class SampleError(DoctorSunError):
@@ -58,7 +58,7 @@ def record_messages(record: dict) -> tuple[list[dict[str, Any]], int]:
         if turn.get("from") == "human":
             n = value.count(IMAGE_TOKEN)
             placeholders += n
-            messages.append(user_message(_PLACEHOLDER.sub("", value).strip(), n))
+            messages.append(user_message(PLACEHOLDER.sub("", value).strip(), n))
         else:
             placeholders += value.count(IMAGE_TOKEN)
             messages.append({"role": "assistant", "content": value})

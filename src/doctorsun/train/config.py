@@ -105,6 +105,10 @@ class DataConfig:
     """Use only the first ``limit`` records after mixing (quick runs)."""
     langs: list[str] | None = None
     """Keep only records in these languages (e.g. ``[en]`` for an English-only text encoder)."""
+    merge_turns: int = 1
+    """Merge up to this many single-turn records about the same image, in the same language, into one
+    multi-turn conversation (as LLaVA-1.5 does with VQA data): the image and the chat header are
+    paid for once and each sample teaches several answers. ``1``: no merging."""
 
     def __post_init__(self) -> None:
         if isinstance(self.langs, str):
@@ -118,6 +122,8 @@ class DataConfig:
             raise DoctorSunError(f"data.max_length must be >= 8, not {self.max_length}")
         if self.limit is not None and self.limit < 1:
             raise DoctorSunError(f"data.limit must be >= 1, not {self.limit}")
+        if self.merge_turns < 1:
+            raise DoctorSunError(f"data.merge_turns must be >= 1, not {self.merge_turns}")
 
 
 @dataclass

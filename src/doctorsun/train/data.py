@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from doctorsun.data.tokenize import IGNORE, ChatTokenizer, pack
+from doctorsun.data.tokenize import IGNORE, IMAGE_TOKEN, PLACEHOLDER, ChatTokenizer, pack
 from doctorsun.errors import DoctorSunError
 from doctorsun.train.config import DataConfig
 
@@ -49,9 +49,60 @@ def read_mixed(data: DataConfig, seed: int) -> tuple[list[dict], list[Problem], 
     if not medical:
         raise DoctorSunError(f"no usable training records in {', '.join(data.train)} ({len(problems)} problems)")
     records, report = mix(medical, general, ratio=data.ratio, seed=seed, replace=data.replace)
+    if data.merge_turns > 1:
+        merged = merge_turns(records, data.merge_turns, seed)
+        report = {**report, "records_before_merge": len(records), "merged_records": len(merged)}
+        records = merged
     if data.limit:
         records = records[: data.limit]
     return records, problems, report
+
+
+def _single_turn_image(record: dict) -> bool:
+    """One image, one human turn that holds its placeholder, one answer: a record ``merge_turns`` may merge."""
+    turns = record.get("conversations") or []
+    return (len(record["_images"]) == 1 and len(turns) == 2 and turns[0].get("from") == "human"
+            and turns[1].get("from") == "gpt" and str(turns[0].get("value", "")).count(IMAGE_TOKEN) == 1)
+
+
+def merge_turns(records: list[dict], max_turns: int, seed: int) -> list[dict]:
+    """Records about the same image and in the same language, merged (in a seeded order) into
+    conversations of up to ``max_turns`` question-answer pairs; the ``<image>`` placeholder stays in the
+    first question only. The merged record's id joins the ids with ``+``, so a refusal names them all.
+    Records of any other shape pass through unchanged; output order follows each group's first record."""
+    import random
+
+    rng = random.Random(seed)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    out: list[dict | tuple[str, str]] = []
+    for r in records:
+        if not _single_turn_image(r):
+            out.append(r)
+            continue
+        key = (r["_images"][0], str(r.get("lang", "")))
+        if key not in groups:
+            groups[key] = []
+            out.append(key)
+        groups[key].append(r)
+    merged: list[dict] = []
+    for item in out:
+        if isinstance(item, dict):
+            merged.append(item)
+            continue
+        group = groups[item]
+        rng.shuffle(group)
+        for i in range(0, len(group), max_turns):
+            chunk = group[i:i + max_turns]
+            if len(chunk) == 1:
+                merged.append(chunk[0])
+                continue
+            turns = list(chunk[0]["conversations"])
+            for r in chunk[1:]:
+                human, answer = r["conversations"]
+                question = PLACEHOLDER.sub("", str(human["value"]), count=1).strip()
+                turns += [{**human, "value": question}, answer]
+            merged.append({**chunk[0], "id": "+".join(str(r.get("id")) for r in chunk), "conversations": turns})
+    return merged
 
 
 def check_images(records: list[dict], image_processor) -> tuple[list[dict], list[Problem], dict[str, torch.Tensor]]:
