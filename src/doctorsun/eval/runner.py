@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from doctorsun.data.tokenize import PLACEHOLDER
 from doctorsun.errors import DoctorSunError
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
-_PLACEHOLDER = re.compile(r"[ \t]*<image>[ \t]*\n?")
 _MCQ_GOLD = re.compile(r"^([A-Z]+)\s*[.．、:：]")
 
 
@@ -63,7 +63,7 @@ def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
         if turn.get("from") == "human":
             n = turn["value"].count(IMAGE_TOKEN)
             n_placeholders += n
-            messages.append(user_message(_PLACEHOLDER.sub("", turn["value"]).strip(), n))
+            messages.append(user_message(PLACEHOLDER.sub("", turn["value"]).strip(), n))
         else:
             messages.append({"role": "assistant", "content": turn["value"]})
     paths = image_paths(record)

@@ -7,6 +7,7 @@ in the stage's report, and the good records train.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,26 +71,14 @@ def merge_turns(records: list[dict], max_turns: int, seed: int) -> list[dict]:
     conversations of up to ``max_turns`` question-answer pairs; the ``<image>`` placeholder stays in the
     first question only. The merged record's id joins the ids with ``+``, so a refusal names them all.
     Records of any other shape pass through unchanged; output order follows each group's first record."""
-    import random
-
     rng = random.Random(seed)
-    groups: dict[tuple[str, str], list[dict]] = {}
-    out: list[dict | tuple[str, str]] = []
-    for r in records:
-        if not _single_turn_image(r):
-            out.append(r)
-            continue
-        key = (r["_images"][0], str(r.get("lang", "")))
-        if key not in groups:
-            groups[key] = []
-            out.append(key)
-        groups[key].append(r)
+    # One group per (image, language); any other record is a group of its own, keyed by its position.
+    groups: dict[tuple[str, str] | int, list[dict]] = {}
+    for n, r in enumerate(records):
+        key = (r["_images"][0], str(r.get("lang", ""))) if _single_turn_image(r) else n
+        groups.setdefault(key, []).append(r)
     merged: list[dict] = []
-    for item in out:
-        if isinstance(item, dict):
-            merged.append(item)
-            continue
-        group = groups[item]
+    for group in groups.values():
         rng.shuffle(group)
         for i in range(0, len(group), max_turns):
             chunk = group[i:i + max_turns]

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from doctorsun.data.io import write_text_atomic
 from doctorsun.errors import DoctorSunError
 from doctorsun.train.config import Recipe
 
@@ -43,13 +43,6 @@ def load_input(recipe: Recipe, start=None):
     if recipe.build is not None:
         return build_model(recipe.build)
     return load_model(resolve_model_dir(recipe.model))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class Stage:
