@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]]:
     """Per-stage ``--set`` values, with every path of the recipes moved under ``out``."""
-    import yaml
+    from doctorsun.train.config import read_yaml
 
     data = out / "data"
     per: dict[str, dict[str, Any]] = {s: {"output_dir": str(out / s)} for s in STAGES}
@@ -58,7 +58,7 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
         stage, dot, rest = key.partition(".")
         if not sep or not dot or stage not in per:
             raise DoctorSunError(f"--set {item!r} must look like STAGE.KEY=VALUE with STAGE in {', '.join(STAGES)}")
-        per[stage][rest] = yaml.safe_load(value) if value.strip() else None
+        per[stage][rest] = read_yaml(value) if value.strip() else None
     return per
 
 

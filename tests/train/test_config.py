@@ -109,12 +109,16 @@ def test_yaml_ratios_stay_text_and_exponents_are_numbers(tmp_path):
 def test_quickstart_moves_every_path_under_its_out_dir(tmp_path):
     from doctorsun.quickstart import STAGES, default_recipes, stage_overrides
 
-    per = stage_overrides(tmp_path, ["4-finetune.train.max_steps=2"])
+    per = stage_overrides(tmp_path, ["4-finetune.train.max_steps=2", "4-finetune.data.ratio=1:0.5",
+                                     "4-finetune.optim.lr=1e-3"])
     recipes = {s: load_recipe(default_recipes() / f"{s}.yaml", per[s]) for s in STAGES}
     for s, r in recipes.items():
         assert r.output_dir == str(tmp_path / s)
         assert all(f.startswith(str(tmp_path / "data")) for f in r.data.train + r.data.general)
     assert recipes["4-finetune"].model == str(tmp_path / "3-align")
     assert recipes["4-finetune"].train.max_steps == 2
+    # the recipes' own YAML rules: a ratio stays text (not base-60 60.5), 1e-3 is a float
+    assert recipes["4-finetune"].data.ratio == "1:0.5"
+    assert recipes["4-finetune"].optim.lr == 1e-3
     with pytest.raises(DoctorSunError, match="STAGE.KEY=VALUE"):
         stage_overrides(tmp_path, ["train.max_steps=2"])
