@@ -18,12 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from doctorsun.data.records import IMAGE_TOKEN
 from doctorsun.errors import DoctorSunError
 
 IGNORE = -100
 """Label of a token that does not count in the loss (PyTorch's ``cross_entropy`` default)."""
 
-IMAGE_TOKEN = "<image>"
 PLACEHOLDER = re.compile(r"[ \t]*<image>[ \t]*\n?")
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from doctorsun.data.tokenize import PLACEHOLDER
+from doctorsun.data.tokenize import record_messages
 from doctorsun.errors import DoctorSunError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
     from doctorsun.data.records import IMAGE_TOKEN, detect_lang, image_paths, resolve_image
     from doctorsun.eval.benchmarks import group_values
     from doctorsun.eval.metrics import YES_NO, normalize_vqa
-    from doctorsun.model.generate import user_message
 
     if not isinstance(record, dict) or str(record.get("id") or "").strip() == "":
         raise ValueError("not a record with an id")
@@ -58,14 +57,7 @@ def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
     gold = turns[-1]["value"].strip()
     if not gold:
         raise ValueError("empty gold answer")
-    messages, n_placeholders = [], 0
-    for turn in turns[:-1]:
-        if turn.get("from") == "human":
-            n = turn["value"].count(IMAGE_TOKEN)
-            n_placeholders += n
-            messages.append(user_message(PLACEHOLDER.sub("", turn["value"]).strip(), n))
-        else:
-            messages.append({"role": "assistant", "content": turn["value"]})
+    messages, n_placeholders = record_messages({"conversations": turns[:-1]})
     paths = image_paths(record)
     if n_placeholders != len(paths):
         raise ValueError(f"{n_placeholders} {IMAGE_TOKEN} placeholder(s) for {len(paths)} image(s)")
