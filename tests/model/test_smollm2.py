@@ -24,6 +24,9 @@ def test_default_build_keeps_smollm2_text_behaviour(smollm2_dir, tmp_path):
     with torch.no_grad():
         alone = llm(ids).logits
         inside = model(input_ids=ids).logits[..., : alone.shape[-1]]
-    torch.testing.assert_close(inside, alone)
+    # The assembled LM head has one more row (<image>), so BLAS blocks the matmul differently: float32
+    # rounding differs by ~1e-5 on logits of magnitude ~10. A wrong weight differs by whole units.
+    torch.testing.assert_close(inside, alone, rtol=1e-4, atol=1e-4)
+    assert torch.equal(inside.argmax(-1), alone.argmax(-1))
     answer = Engine(model, processor).answer("What is the capital of France? Answer in one word.")
     assert "paris" in answer.lower()
