@@ -1,6 +1,8 @@
 """Training throughput: DoctorSun's loop against a LLaVA-style loop, same model, same data, one run.
 
 - DoctorSun: length-grouped batches, the LM head run only where a label is (``StageTrainer``);
+- DoctorSun padding-free: the same loss, batches in random order (as LLaVA's), each joined into one
+  row with restarting positions instead of padded (``data.padding_free``, the mini fine-tuning recipe);
 - LLaVA-style: random order, pad to the longest in the batch, no packing, the model's own loss over
   every position (what LLaVA's ``train.py`` does with the HF Trainer).
 
@@ -91,8 +93,8 @@ def make_trainer(kind: str, model, processor, dataset, args, out: Path):
                                          "mixed_precision": "bf16" if args.dtype == "bfloat16" else "no"}})
     targs = training_arguments(recipe, out, disable_tqdm=True, use_cpu=args.device == "cpu")
     common = dict(model=model, args=targs, train_dataset=dataset, data_collator=Collator(
-        processor.tokenizer.pad_token_id))
-    if kind == "doctorsun":
+        processor.tokenizer.pad_token_id, padding_free=kind == "padding-free"))
+    if kind in ("doctorsun", "padding-free"):
         return StageTrainer(**common, recipe=recipe, lengths=dataset.lengths)
     return Trainer(**common)  # random order, the model's own loss over all positions
 
@@ -160,16 +162,18 @@ def main() -> None:
             from doctorsun.data.mini import build_mini
 
             build_mini(data)
-        results = {kind: run_loop(kind, args, data, tmp) for kind in ("llava-style", "doctorsun")}
+        results = {kind: run_loop(kind, args, data, tmp) for kind in ("llava-style", "doctorsun", "padding-free")}
     ours, theirs = results["doctorsun"], results["llava-style"]
     print(f"\ntraining throughput, {args.llm} + mini ViT, projector + LoRA r16, micro-batch {args.micro_batch}, "
           f"{args.device} {args.dtype}, {args.steps} timed steps each")
     print(f"measured dense {args.dtype} matmul (2048^3): {peak / 1e9:,.1f} GFLOP/s")
-    print(f"{'loop':<12} {'tokens/s':>10} {'padding':>8} {'s/step':>8} {'GFLOP/s':>9} {'share of matmul':>16}")
+    print(f"{'loop':<13} {'tokens/s':>10} {'padding':>8} {'s/step':>8} {'GFLOP/s':>9} {'share of matmul':>16}")
     for kind, r in results.items():
-        print(f"{kind:<12} {r['tokens_per_s']:>10.1f} {r['padding_share']:>8.1%} {r['step_s']:>8.2f} "
+        print(f"{kind:<13} {r['tokens_per_s']:>10.1f} {r['padding_share']:>8.1%} {r['step_s']:>8.2f} "
               f"{r['flop_per_s'] / 1e9:>9.1f} {r['flop_per_s'] / peak:>16.1%}")
     print(f"doctorsun / llava-style tokens per second: {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x")
+    print(f"padding-free / llava-style tokens per second: "
+          f"{results['padding-free']['tokens_per_s'] / theirs['tokens_per_s']:.2f}x")
     if args.peak_tflops:
         for kind, r in results.items():
             print(f"MFU of {kind} against the {args.peak_tflops:g} TFLOP/s datasheet peak: "

@@ -69,8 +69,9 @@ def test_four_stages_chain_and_train_only_their_parts(tmp_path, tiny_model_dir, 
 
     finetune = make_recipe("finetune", tmp_path / "finetune", [bad_records], model=tmp_path / "align",
                            parts={"llm": lora, "projector": {"mode": "full"}, "vision": lora},
-                           data={"general": [tiny_data["general"]], "ratio": "1:0.25", "max_length": 40},
-                           train={"gradient_checkpointing": True})
+                           data={"general": [tiny_data["general"]], "ratio": "1:0.25", "max_length": 40,
+                                 "padding_free": True},
+                           train={"gradient_checkpointing": True, "group_by_length": False})
     summary = run_recipe(finetune)
     assert changed_parts(tmp_path / "align" / "model", tmp_path / "finetune" / "model") == {
         "vision", "projector", "llm"}
@@ -111,6 +112,44 @@ def test_lm_loss_equals_transformers_own_loss(tmp_path, tiny_model, tiny_data):
         ours = trainer.compute_loss(model, dict(batch))
         theirs = model(**batch).loss
     torch.testing.assert_close(ours, theirs)
+
+
+def test_padding_free_batch_gives_the_padded_batch_loss_and_gradients(tmp_path, tiny_model, tiny_data):
+    """One row with restarting positions (no padding) trains exactly as the padded batch does."""
+    from doctorsun.train.data import Collator, build_sample_set
+    from doctorsun.train.parts import apply_parts
+    from doctorsun.train.trainer import StageTrainer, training_arguments
+
+    model, processor = tiny_model
+    recipe = make_recipe("finetune", tmp_path, [tiny_data["questions"]], model="unused",
+                         data={"general": [tiny_data["general"]], "ratio": "1:0.25"},
+                         parts={"projector": {"mode": "full"}, "llm": {"mode": "lora", "r": 4, "alpha": 8}})
+    dataset, problems, _ = build_sample_set(recipe.data, processor, model.config.image_seq_length, 0)
+    assert not problems
+    items = [dataset[i] for i in range(len(dataset))]
+    padded = Collator(processor.tokenizer.pad_token_id)(items)
+    flat = Collator(processor.tokenizer.pad_token_id, padding_free=True)(items)
+    assert padded["attention_mask"].sum() < padded["attention_mask"].numel()  # the padded one wastes some
+    assert flat["input_ids"].shape == (1, sum(len(it["input_ids"]) for it in items))
+    assert torch.equal(flat["pixel_values"], padded["pixel_values"])
+    model = apply_parts(model, recipe.parts)
+    trainer = StageTrainer(model=model, args=training_arguments(recipe, tmp_path), recipe=recipe)
+    model.eval()  # no dropout: both passes see the same function
+    results = []
+    for batch in (padded, flat):
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_b, loss_a)
+    assert grads_a.keys() == grads_b.keys() and any(g.abs().sum() > 0 for g in grads_a.values())
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-6, msg=name)
+    # Without restarting positions the samples would attend to each other: a different loss.
+    joined = {**flat, "position_ids": torch.arange(flat["input_ids"].shape[1])[None]}
+    with torch.no_grad():
+        assert not torch.allclose(trainer.compute_loss(model, joined), loss_a)
 
 
 def test_refused_everything_is_a_clear_error(tmp_path, tiny_model_dir, tiny_data):

@@ -101,6 +101,11 @@ class DataConfig:
     """``assistant``: only assistant tokens count; ``all``: every token (plain-text pretraining)."""
     packing: bool = False
     """Concatenate samples into rows of ``max_length`` (block-diagonal attention)."""
+    padding_free: bool = False
+    """Join each micro-batch's samples into one row (block-diagonal attention) instead of padding
+    them to the longest: the same samples in the same order and the same loss, without the compute
+    that padding costs. Best with ``train.group_by_length: false``, which it makes as fast as
+    length-grouped batches while every batch still mixes long and short samples."""
     limit: int | None = None
     """Use only the first ``limit`` records after mixing (quick runs)."""
     langs: list[str] | None = None

@@ -175,12 +175,20 @@ def build_sample_set(data: DataConfig, processor, image_seq_length: int, seed: i
 @dataclass
 class Collator:
     """Pads a batch on the right; packed rows keep their ``position_ids`` and get no attention mask
-    (transformers then builds the block-diagonal mask from the positions)."""
+    (transformers then builds the block-diagonal mask from the positions).
+
+    With ``padding_free`` the batch's samples are joined into a single row instead (what TRL and
+    transformers call padding-free batching): position ids restart at 0 for every sample, so attention
+    stays within each sample, and no compute goes to padding. The samples, their labels and the loss are
+    those of the padded batch; only the summation order of floating-point sums differs."""
 
     pad_token_id: int
     """Token used for padding (it never gets a label)."""
+    padding_free: bool = False
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.padding_free:
+            return self._flat(items)
         width = max(len(it["input_ids"]) for it in items)
         n = len(items)
         batch = {"input_ids": torch.full((n, width), self.pad_token_id, dtype=torch.long),
@@ -203,4 +211,19 @@ class Collator:
         pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
         if pixels:
             batch["pixel_values"] = torch.cat(pixels)  # (n_images, C, H, W) in placeholder order
+        return batch
+
+    def _flat(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids, labels, positions = [], [], []
+        for it in items:
+            t = len(it["input_ids"])
+            ids.append(it["input_ids"])
+            # A sample's first token is not predicted from the end of the sample before it.
+            labels.append(torch.cat([torch.tensor([IGNORE]), it["labels"][1:]]))
+            positions.append(it["position_ids"] if "position_ids" in it else torch.arange(t))
+        batch = {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
+                 "position_ids": torch.cat(positions)[None]}
+        pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
+        if pixels:
+            batch["pixel_values"] = torch.cat(pixels)
         return batch

@@ -34,7 +34,7 @@ class LanguageStage(Stage):
             model=self.model,
             args=training_arguments(recipe, self.out),
             train_dataset=dataset,
-            data_collator=Collator(self.processor.tokenizer.pad_token_id),
+            data_collator=Collator(self.processor.tokenizer.pad_token_id, recipe.data.padding_free),
             callbacks=[JsonlLog(self.out / "log.jsonl", recipe.stage)],
             recipe=recipe,
             lengths=dataset.lengths,
