@@ -104,8 +104,8 @@ class DataConfig:
     padding_free: bool = False
     """Join each micro-batch's samples into one row (block-diagonal attention) instead of padding
     them to the longest: the same samples in the same order and the same loss, without the compute
-    that padding costs. Best with ``train.group_by_length: false``, which it makes as fast as
-    length-grouped batches while every batch still mixes long and short samples."""
+    that padding costs. Meant for ``train.group_by_length: false`` (every batch mixing long and short
+    samples), where padding costs the most; length-grouped batches have little padding to remove."""
     limit: int | None = None
     """Use only the first ``limit`` records after mixing (quick runs)."""
     langs: list[str] | None = None

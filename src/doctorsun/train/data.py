@@ -187,8 +187,13 @@ class Collator:
     padding_free: bool = False
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if self.padding_free:
-            return self._flat(items)
+        batch = self._flat(items) if self.padding_free else self._padded(items)
+        pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
+        if pixels:
+            batch["pixel_values"] = torch.cat(pixels)  # (n_images, C, H, W) in placeholder order
+        return batch
+
+    def _padded(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         width = max(len(it["input_ids"]) for it in items)
         n = len(items)
         batch = {"input_ids": torch.full((n, width), self.pad_token_id, dtype=torch.long),
@@ -208,22 +213,14 @@ class Collator:
                 batch["position_ids"][i, t:] = torch.arange(width - t)
             else:
                 batch["attention_mask"][i, :t] = 1
-        pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
-        if pixels:
-            batch["pixel_values"] = torch.cat(pixels)  # (n_images, C, H, W) in placeholder order
         return batch
 
     def _flat(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         ids, labels, positions = [], [], []
         for it in items:
-            t = len(it["input_ids"])
             ids.append(it["input_ids"])
             # A sample's first token is not predicted from the end of the sample before it.
             labels.append(torch.cat([torch.tensor([IGNORE]), it["labels"][1:]]))
-            positions.append(it["position_ids"] if "position_ids" in it else torch.arange(t))
-        batch = {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
-                 "position_ids": torch.cat(positions)[None]}
-        pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
-        if pixels:
-            batch["pixel_values"] = torch.cat(pixels)
-        return batch
+            positions.append(it["position_ids"] if "position_ids" in it else torch.arange(len(it["input_ids"])))
+        return {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
+                "position_ids": torch.cat(positions)[None]}
