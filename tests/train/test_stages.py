@@ -175,3 +175,31 @@ def test_a_part_can_have_its_own_learning_rate(tmp_path, tiny_model):
     by_id = {id(p): name for name, p in model.named_parameters()}
     lrs = {(part_of(by_id[id(p)]), group["lr"]) for group in optimizer.param_groups for p in group["params"]}
     assert lrs == {("projector", 1e-3), ("llm", 2e-4)}
+
+
+def test_layers_trains_only_the_chosen_blocks(tmp_path, tiny_model_dir, tiny_data):
+    from doctorsun.errors import DoctorSunError
+    from doctorsun.train.parts import block_of
+
+    recipe = make_recipe("finetune", tmp_path / "top", [tiny_data["questions"]], model=tiny_model_dir,
+                         parts={"projector": {"mode": "frozen"}, "llm": {"mode": "full", "layers": 1}})
+    run_recipe(recipe)
+    before, after = weights(tiny_model_dir), weights(tmp_path / "top" / "model")
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and {part_of(n) for n in changed} == {"llm"}
+    assert {block_of(n) for n in changed} == {1}  # the last of the tiny LLM's 2 blocks, nothing outside it
+
+    lora = {"mode": "lora", "r": 4, "alpha": 8, "dropout": 0.0, "layers": -1}
+    recipe = make_recipe("finetune", tmp_path / "first", [tiny_data["questions"]], model=tiny_model_dir,
+                         parts={"projector": {"mode": "frozen"}, "llm": lora, "vision": lora})
+    run_recipe(recipe)
+    after = weights(tmp_path / "first" / "model")
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert {(part_of(n), block_of(n)) for n in changed} == {("llm", 0), ("vision", 0)}
+
+    too_many = make_recipe("finetune", tmp_path / "bad", [tiny_data["questions"]], model=tiny_model_dir,
+                           parts={"llm": {"mode": "full", "layers": 3}})
+    with pytest.raises(DoctorSunError, match="parts.llm.layers is 3, but the llm has 2 transformer blocks"):
+        run_recipe(too_many)
+    with pytest.raises(DoctorSunError, match="non-zero whole number"):
+        make_recipe("finetune", tmp_path / "bad", [], model="unused", parts={"llm": {"mode": "full", "layers": 0}})

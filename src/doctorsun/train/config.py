@@ -53,8 +53,16 @@ class PartConfig:
     """Names of the linear layers LoRA adapts; ``None``: the part's defaults."""
     lr: float | None = None
     """This part's peak learning rate (as LLaVA's ``mm_projector_lr``); ``None``: ``optim.lr``."""
+    layers: int | None = None
+    """Train (``full``) or adapt (``lora``) only the last ``layers`` transformer blocks of the part,
+    the rest of it frozen (LLaMA-Factory's freeze tuning); negative: the first ``-layers`` blocks.
+    ``None``: the whole part. The backward pass stops at the lowest trained block, so each step costs
+    less."""
 
     def __post_init__(self) -> None:
+        if self.layers is not None and (isinstance(self.layers, bool) or not isinstance(self.layers, int)
+                                        or self.layers == 0):
+            raise DoctorSunError(f"a part's layers must be a non-zero whole number, not {self.layers!r}")
         if self.lr is not None:
             self.lr = float(self.lr)
             if self.lr <= 0:

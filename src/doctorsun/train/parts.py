@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from doctorsun.errors import DoctorSunError
 from doctorsun.train.config import DEFAULT_LORA_TARGETS, PART_NAMES, PartsConfig
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,35 @@ def _base_name(name: str) -> str:
     return name.replace(".base_layer.", ".")
 
 
-def _lora_regex(part: str, targets: list[str]) -> str:
+_BLOCK = re.compile(r"\.layers\.(\d+)\.")
+
+
+def block_of(name: str) -> int | None:
+    """The transformer block a parameter or module name lies in (``...layers.12...`` is 12)."""
+    found = _BLOCK.search(name)
+    return int(found.group(1)) if found else None
+
+
+def chosen_blocks(model: nn.Module, part: str, layers: int | None) -> list[int] | None:
+    """The blocks of ``part`` that ``layers`` selects (the last ``layers``, or the first ``-layers``);
+    ``None``: the whole part."""
+    if layers is None:
+        return None
+    blocks = sorted({b for name, _ in model.named_parameters() if part_of(name) == part
+                     and (b := block_of(_base_name(name))) is not None})
+    if abs(layers) > len(blocks):
+        raise DoctorSunError(f"parts.{part}.layers is {layers}, but the {part} has {len(blocks)} "
+                             "transformer blocks")
+    return blocks[-layers:] if layers > 0 else blocks[:-layers]
+
+
+def _lora_regex(part: str, targets: list[str], blocks: list[int] | None = None) -> str:
     prefixes = "|".join(re.escape(p) for p in PART_PREFIXES[part])
     names = "|".join(re.escape(t) for t in targets)
-    return rf"(?:{prefixes}).*\.(?:{names})"
+    if blocks is None:
+        return rf"(?:{prefixes}).*\.(?:{names})"
+    within = "|".join(str(b) for b in blocks)
+    return rf"(?:{prefixes})(?:.*\.)?layers\.(?:{within})\..*\.(?:{names})"
 
 
 def lora_modules(model: nn.Module, parts: PartsConfig) -> dict[str, nn.Linear]:
@@ -67,7 +93,8 @@ def lora_modules(model: nn.Module, parts: PartsConfig) -> dict[str, nn.Linear]:
     for part, cfg in parts.items():
         if cfg.mode != "lora":
             continue
-        pattern = re.compile(_lora_regex(part, cfg.targets or DEFAULT_LORA_TARGETS[part]))
+        pattern = re.compile(_lora_regex(part, cfg.targets or DEFAULT_LORA_TARGETS[part],
+                                         chosen_blocks(model, part, cfg.layers)))
         for name, module in model.named_modules():
             if isinstance(module, nn.Linear) and pattern.fullmatch(name):
                 found[name] = module
@@ -120,12 +147,14 @@ def apply_parts(model: nn.Module, parts: PartsConfig) -> nn.Module:
     part is LoRA). Works on the meta device too (the dry run)."""
     for p in model.parameters():
         p.requires_grad_(False)
+    blocks = {name: chosen_blocks(model, name, cfg.layers) for name, cfg in parts.items()}
     lora_parts = [(name, cfg) for name, cfg in parts.items() if cfg.mode == "lora"]
     if lora_parts:
         from peft import LoraConfig, get_peft_model
 
         first = lora_parts[0][1]
-        regexes = {name: _lora_regex(name, cfg.targets or DEFAULT_LORA_TARGETS[name]) for name, cfg in lora_parts}
+        regexes = {name: _lora_regex(name, cfg.targets or DEFAULT_LORA_TARGETS[name], blocks[name])
+                   for name, cfg in lora_parts}
         config = LoraConfig(
             r=first.r,
             lora_alpha=first.alpha,
@@ -137,7 +166,9 @@ def apply_parts(model: nn.Module, parts: PartsConfig) -> nn.Module:
         model = get_peft_model(model, config)
     for name, p in model.named_parameters():
         part = part_of(name)
-        if part is not None and getattr(parts, part).mode == "full":
+        if part is None or getattr(parts, part).mode != "full":
+            continue
+        if blocks[part] is None or block_of(_base_name(name)) in blocks[part]:
             p.requires_grad_(True)
     counts = count_parts(model)
     log.info("trainable parameters per part: %s", {k: v for k, v in counts.trainable.items() if v})
