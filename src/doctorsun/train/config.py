@@ -56,8 +56,8 @@ class PartConfig:
     layers: int | None = None
     """Train (``full``) or adapt (``lora``) only the last ``layers`` transformer blocks of the part,
     the rest of it frozen (LLaMA-Factory's freeze tuning); negative: the first ``-layers`` blocks.
-    ``None``: the whole part. The backward pass stops at the lowest trained block, so each step costs
-    less."""
+    ``None``: the whole part. When nothing below them trains (projector and ViT frozen), the backward
+    pass stops at the lowest trained block, so each step costs less."""
 
     def __post_init__(self) -> None:
         if self.layers is not None and (isinstance(self.layers, bool) or not isinstance(self.layers, int)
