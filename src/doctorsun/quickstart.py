@@ -2,7 +2,8 @@
 
 1. build SunMed-VL-mini (real medical images that installed packages ship, bilingual questions);
 2. assemble SmolLM2-135M-Instruct + a small scratch ViT and score it on held-out questions (before);
-3. run the four mini recipes (``recipes/mini``): text, vision, align, finetune;
+3. run the mini recipes (``recipes/mini``): text, vision, align, then finetune in three passes
+   (all tasks; the yes/no comparison on one question type; yes/no and open answers together);
 4. score the trained model on the same questions, then again with blank images in place of the real
    ones: the gap between the two shows how much the answers come from the image.
 """
@@ -21,7 +22,7 @@ from doctorsun.errors import DoctorSunError
 
 log = logging.getLogger(__name__)
 
-STAGES = ("1-text", "2-vision", "3-align", "4-finetune")
+STAGES = ("1-text", "2-vision", "3-align", "4-finetune", "4b-compare", "4c-consolidate")
 HEADLINE = (("closed_accuracy", "closed accuracy"), ("open_recall", "open recall"), ("mcq_accuracy", "MCQ accuracy"))
 
 
@@ -53,6 +54,8 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
     per["3-align"]["data.train"] = [str(data / "align_train.jsonl")]
     per["4-finetune"]["data.train"] = [str(data / "instruct_train.jsonl")]
     per["4-finetune"]["data.general"] = [str(data / "general.jsonl")]
+    for stage in ("4b-compare", "4c-consolidate"):
+        per[stage]["data.train"] = [str(data / "instruct_train.jsonl")]
     for item in overrides:
         key, sep, value = item.partition("=")
         stage, dot, rest = key.partition(".")
@@ -94,7 +97,8 @@ def score(engine, records, data: Path, out: Path, args, blank: bool = False) -> 
 
     scores = evaluate(engine, records, image_root=data, out_dir=out, bench="sunmed-vl-mini",
                       batch_size=args.eval_batch, max_new_tokens=12, blank_image=blank,
-                      data_file=data / "test.jsonl", model_name=engine.name, seed=args.seed)
+                      data_file=data / "test.jsonl", model_name=engine.name, seed=args.seed,
+                      resume=False)  # every quickstart run trains anew: earlier answers are stale
     return {key: scores.get(key) for key, _ in HEADLINE}
 
 

@@ -112,3 +112,26 @@ def test_sunmed_vl_mini_end_to_end(tiny_model_dir, tmp_path):
     assert {"answer_type", "lang", "modality", "region", "attribute"} <= set(scores["breakdown"])
     rows = load_jsonl(out / "predictions.jsonl")
     assert all((tmp_path / "mini" / r["image"][0]).is_file() for r in rows)   # paths relative to the file
+
+
+def test_quickstart_scoring_replaces_an_earlier_runs_answers(tiny_model_dir, tmp_path):
+    """A second quickstart run scores its newly trained model into the same folder, not the old answers."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from doctorsun.data.mini import build_mini
+    from doctorsun.model import load_model
+    from doctorsun.model.generate import Engine
+    from doctorsun.quickstart import score, test_sample
+
+    build_mini(tmp_path / "mini", seed=0)
+    records = test_sample(tmp_path / "mini", 6, 0)
+    args, out = SimpleNamespace(eval_batch=6, seed=0), tmp_path / "after"
+    score(Engine(*load_model(tiny_model_dir), name="first run"), records, tmp_path / "mini", out, args)
+    model, processor = load_model(tiny_model_dir)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.5)  # retrained: other weights, another fingerprint
+    score(Engine(model, processor, name="second run"), records, tmp_path / "mini", out, args)
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["model"] == "second run"
+    assert len(load_jsonl(out / "predictions.jsonl")) == 6

@@ -116,6 +116,8 @@ def test_quickstart_moves_every_path_under_its_out_dir(tmp_path):
         assert r.output_dir == str(tmp_path / s)
         assert all(f.startswith(str(tmp_path / "data")) for f in r.data.train + r.data.general)
     assert recipes["4-finetune"].model == str(tmp_path / "3-align")
+    assert recipes["4c-consolidate"].model == str(tmp_path / "4b-compare")  # the passes chain in order
+    assert recipes["4b-compare"].data.where == {"task": ["vqa-closed"], "meta.question": ["modality"]}
     assert recipes["4-finetune"].train.max_steps == 2
     # the recipes' own YAML rules: a ratio stays text (not base-60 60.5), 1e-3 is a float
     assert recipes["4-finetune"].data.ratio == "1:0.5"

@@ -62,3 +62,37 @@ def test_merged_conversation_learns_every_answer_and_has_one_image(tiny_model):
 def test_merge_turns_must_be_positive():
     with pytest.raises(DoctorSunError, match="merge_turns"):
         DataConfig(train=["x.jsonl"], merge_turns=0)
+
+
+def test_where_and_task_weights_choose_the_records_of_a_curriculum_pass(tmp_path):
+    import json
+
+    from doctorsun.train.data import read_mixed
+
+    records = [{**rec(f"c{i}", q=f"Is this CT {i}?", a="yes"), "task": "vqa-closed",
+                "meta": {"question": "modality" if i % 2 else "organ"}} for i in range(8)]
+    records += [rec(f"o{i}") for i in range(6)]
+    records += [{**rec(f"m{i}"), "task": "caption"} for i in range(4)]
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({**{k: v for k, v in r.items() if k != "_images"}, "image": "a.png",
+                                        "source": "t"}) + "\n" for r in records))
+
+    def chosen(**data):
+        got, _, _ = read_mixed(DataConfig(train=[str(path)], **data), seed=0)
+        return sorted(r["id"] for r in got)
+
+    assert chosen(where={"task": "vqa-closed", "meta.question": ["modality"]}) == ["c1", "c3", "c5", "c7"]
+    half = chosen(task_weights={"vqa-open": 0.5, "caption": 0, "vqa-closed": 2})
+    opens = [i for i in half if i.startswith("o")]
+    assert len(opens) == 3 and not any(i.startswith("m") for i in half)
+    assert [i for i in half if i.startswith("c")] == sorted([f"c{i}" for i in range(8)] + [f"c{i}#2" for i in range(8)])
+    assert opens == [i for i in chosen(task_weights={"vqa-open": 0.5, "caption": 0}) if i.startswith("o")]  # seeded
+    with pytest.raises(DoctorSunError, match="18 read, none chosen by data.where"):
+        chosen(where={"meta.question": ["plane"]})
+    with pytest.raises(DoctorSunError, match="task_weights must be >= 0"):
+        DataConfig(task_weights={"mcq": -1})
+    with pytest.raises(DoctorSunError, match="where must map fields"):
+        DataConfig(where=["task"])

@@ -122,8 +122,29 @@ class DataConfig:
     """Merge up to this many single-turn records about the same image, in the same language, into one
     multi-turn conversation (as LLaVA-1.5 does with VQA data): the image and the chat header are
     paid for once and each sample teaches several answers. ``1``: no merging."""
+    where: dict[str, list[str]] | None = None
+    """Keep only the ``train`` records whose fields hold one of the listed values, e.g.
+    ``{task: [vqa-closed], meta.question: [modality]}`` (a dotted key reads inside the record): a
+    curriculum stage can train on one kind of question. ``None``: every record."""
+    task_weights: dict[str, float] | None = None
+    """Sampling weight per record ``task`` in ``train`` (InternVL's per-dataset ``repeat_time``, per
+    task): 0 drops the task, 0.5 keeps a seeded half, 2 takes it twice. Tasks not named keep 1."""
 
     def __post_init__(self) -> None:
+        if self.where is not None:
+            if not isinstance(self.where, dict):
+                raise DoctorSunError(f"data.where must map fields to values, not {self.where!r}")
+            self.where = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])]
+                          for k, v in self.where.items()}
+        if self.task_weights is not None:
+            if not isinstance(self.task_weights, dict):
+                raise DoctorSunError(f"data.task_weights must map tasks to weights, not {self.task_weights!r}")
+            try:
+                self.task_weights = {str(k): float(v) for k, v in self.task_weights.items()}
+            except (TypeError, ValueError) as e:
+                raise DoctorSunError(f"data.task_weights must be numbers: {self.task_weights!r}") from e
+            if any(w < 0 for w in self.task_weights.values()):
+                raise DoctorSunError(f"data.task_weights must be >= 0: {self.task_weights!r}")
         if isinstance(self.langs, str):
             self.langs = [self.langs]
         if isinstance(self.train, str):

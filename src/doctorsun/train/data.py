@@ -47,8 +47,12 @@ def read_mixed(data: DataConfig, seed: int) -> tuple[list[dict], list[Problem], 
     medical, problems = read(data.train)
     general, general_problems = read(data.general)
     problems += general_problems
+    read_n = len(medical)
+    medical = select(medical, data.where, data.task_weights, seed)
     if not medical:
-        raise DoctorSunError(f"no usable training records in {', '.join(data.train)} ({len(problems)} problems)")
+        chosen = f" ({read_n} read, none chosen by data.where / data.task_weights)" if read_n else ""
+        raise DoctorSunError(f"no usable training records in {', '.join(data.train)}{chosen} "
+                             f"({len(problems)} problems)")
     records, report = mix(medical, general, ratio=data.ratio, seed=seed, replace=data.replace)
     if data.merge_turns > 1:
         merged = merge_turns(records, data.merge_turns, seed)
@@ -57,6 +61,36 @@ def read_mixed(data: DataConfig, seed: int) -> tuple[list[dict], list[Problem], 
     if data.limit:
         records = records[: data.limit]
     return records, problems, report
+
+
+def _field(record: dict, key: str) -> Any:
+    for part in key.split("."):
+        record = record.get(part) if isinstance(record, dict) else None
+    return record
+
+
+def select(records: list[dict], where: dict[str, list[str]] | None, task_weights: dict[str, float] | None,
+           seed: int) -> list[dict]:
+    """The records ``where`` keeps, each task then taken ``task_weights[task]`` times (a fraction: a
+    seeded sample of that share of the task's records; repeats get ids of their own)."""
+    if where:
+        records = [r for r in records if all(str(_field(r, k)) in vals for k, vals in where.items())]
+    if not task_weights:
+        return records
+    rng = random.Random(seed)
+    by_task: dict[Any, list[dict]] = {}
+    for r in records:
+        by_task.setdefault(r.get("task"), []).append(r)
+    out: list[dict] = []
+    for task, group in by_task.items():
+        weight = task_weights.get(str(task), 1.0)
+        whole = int(weight)
+        for copy in range(whole):
+            out += group if copy == 0 else [{**r, "id": f"{r.get('id')}#{copy + 1}"} for r in group]
+        part = round((weight - whole) * len(group))
+        out += [{**group[i], "id": f"{group[i].get('id')}#{whole + 1}"} if whole else group[i]
+                for i in sorted(rng.sample(range(len(group)), part))]
+    return out
 
 
 def _single_turn_image(record: dict) -> bool:
