@@ -52,10 +52,9 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
     per["1-text"]["data.train"] = [str(data / "text_train.jsonl")]
     per["2-vision"]["data.train"] = [str(data / "align_train.jsonl")]
     per["3-align"]["data.train"] = [str(data / "align_train.jsonl")]
-    per["4-finetune"]["data.train"] = [str(data / "instruct_train.jsonl")]
-    per["4-finetune"]["data.general"] = [str(data / "general.jsonl")]
-    for stage in ("4b-compare", "4c-consolidate"):
+    for stage in ("4-finetune", "4b-compare", "4c-consolidate"):
         per[stage]["data.train"] = [str(data / "instruct_train.jsonl")]
+    per["4-finetune"]["data.general"] = [str(data / "general.jsonl")]
     for item in overrides:
         key, sep, value = item.partition("=")
         stage, dot, rest = key.partition(".")

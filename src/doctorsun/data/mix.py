@@ -52,7 +52,7 @@ def mix(medical: list[dict], general: list[dict], ratio: str | float = "1:0.5", 
         picked = [general[i] for i in sorted(rng.choices(range(len(general)), k=n_general))]
     else:
         picked = [general[i] for i in sorted(rng.sample(range(len(general)), n_general))]
-    records = [dict(r) for r in medical] + _unique_ids(picked)
+    records = [dict(r) for r in medical] + unique_ids(picked)
     rng.shuffle(records)
     report = {"ratio": text, "seed": seed, "replace": replace, "medical": len(medical), "general": n_general,
               "general_available": len(general), "general_repeats": n_general - len({id(r) for r in picked}),
@@ -60,7 +60,8 @@ def mix(medical: list[dict], general: list[dict], ratio: str | float = "1:0.5", 
     return records, report
 
 
-def _unique_ids(records: list[dict]) -> list[dict]:
+def unique_ids(records: list[dict]) -> list[dict]:
+    """Copies of ``records`` in which the second and later uses of an id become ``id#2``, ``id#3``..."""
     seen: Counter = Counter()
     out = []
     for r in records:

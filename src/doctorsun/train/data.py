@@ -73,6 +73,8 @@ def select(records: list[dict], where: dict[str, list[str]] | None, task_weights
            seed: int) -> list[dict]:
     """The records ``where`` keeps, each task then taken ``task_weights[task]`` times (a fraction: a
     seeded sample of that share of the task's records; repeats get ids of their own)."""
+    from doctorsun.data.mix import unique_ids
+
     if where:
         records = [r for r in records if all(str(_field(r, k)) in vals for k, vals in where.items())]
     if not task_weights:
@@ -85,12 +87,9 @@ def select(records: list[dict], where: dict[str, list[str]] | None, task_weights
     for task, group in by_task.items():
         weight = task_weights.get(str(task), 1.0)
         whole = int(weight)
-        for copy in range(whole):
-            out += group if copy == 0 else [{**r, "id": f"{r.get('id')}#{copy + 1}"} for r in group]
-        part = round((weight - whole) * len(group))
-        out += [{**group[i], "id": f"{group[i].get('id')}#{whole + 1}"} if whole else group[i]
-                for i in sorted(rng.sample(range(len(group)), part))]
-    return out
+        share = round((weight - whole) * len(group))
+        out += group * whole + [group[i] for i in sorted(rng.sample(range(len(group)), share))]
+    return unique_ids(out)
 
 
 def _single_turn_image(record: dict) -> bool:
