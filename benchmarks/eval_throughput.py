@@ -85,10 +85,11 @@ def write_items(root: Path, n: int) -> list[dict]:
 
 
 def timed_run(engine, records, root: Path, out: Path, batch_size: int, max_new_tokens: int) -> dict:
+    from doctorsun.eval.config import EvalConfig
     from doctorsun.eval.runner import evaluate
 
-    scores = evaluate(engine, records, image_root=root, out_dir=out, bench="sunmed-vl-mini",
-                      batch_size=batch_size, max_new_tokens=max_new_tokens)
+    config = EvalConfig(bench="sunmed-vl-mini", batch_size=batch_size, max_new_tokens=max_new_tokens)
+    scores = evaluate(engine, records, config, image_root=root, out_dir=out)
     preds = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     return {"seconds": scores["provenance"]["generation_seconds"], "items_per_s": scores["provenance"]["items_per_s"],
             "predictions": preds}

@@ -159,7 +159,7 @@ def main() -> None:
         tmp = Path(tmp)
         data = Path(args.data) if args.data else tmp / "mini"
         if not args.data:
-            from doctorsun.data.mini import build_mini
+            from doctorsun.mini import build_mini
 
             build_mini(data)
         results = {kind: run_loop(kind, args, data, tmp) for kind in ("llava-style", "doctorsun", "padding-free")}

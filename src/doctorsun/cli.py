@@ -20,8 +20,13 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("doctorsun.train.commands", "run one training stage from a recipe YAML"),
     "eval": ("doctorsun.eval.commands", "score a model on a medical benchmark"),
     "serve": ("doctorsun.serve.commands", "OpenAI-compatible API (and web UI) for a model"),
-    "import": ("doctorsun.serve.interop", "import a checkpoint in the original LLaVA / XTuner layout"),
-    "export": ("doctorsun.serve.export", "export a model for transformers / vLLM (LoRA merged)"),
+    "import": ("doctorsun.model.interop", "import a checkpoint in the original LLaVA / XTuner layout"),
+    "export": ("doctorsun.model.export", "export a model for transformers / vLLM (LoRA merged)"),
+}
+# Subcommands a verb's group gets from another room: verb -> {name: (module, one-line help)}. The data
+# library knows nothing of the SunMed-VL-mini builder that sits on top of it; the CLI joins them.
+SUBVERBS: dict[str, dict[str, tuple[str, str]]] = {
+    "data": {"mini": ("doctorsun.mini.commands", "build SunMed-VL-mini from images that installed packages ship")},
 }
 
 
@@ -33,7 +38,11 @@ def _parser(verb: str | None) -> argparse.ArgumentParser:
     for name, (module, help_text) in VERBS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == verb:
-            importlib.import_module(module).add_arguments(p)
+            group = importlib.import_module(module).add_arguments(p)
+            for sub_name, (sub_module, sub_help) in SUBVERBS.get(name, {}).items():
+                q = group.add_parser(sub_name, help=sub_help, description=sub_help)
+                importlib.import_module(sub_module).add_arguments(q)
+                q.set_defaults(run_module=sub_module)
     return parser
 
 
@@ -50,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for noisy in ("httpx", "urllib3", "filelock"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        result = importlib.import_module(VERBS[args.verb][0]).run(args)
+        module = getattr(args, "run_module", None) or VERBS[args.verb][0]
+        result = importlib.import_module(module).run(args)
         return int(result or 0)
     except DoctorSunError as exc:
         print(f"doctorsun: error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from doctorsun.errors import DoctorSunError
+from doctorsun.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
 
 def ensure_data(folder: Path, seed: int) -> dict:
     """SunMed-VL-mini in ``folder``: built once, reused when an earlier build with this seed is there."""
-    from doctorsun.data.mini import build_mini
+    from doctorsun.mini import build_mini
 
     summary_file = folder / "summary.json"
     if summary_file.is_file():
@@ -92,12 +93,14 @@ def test_sample(data: Path, limit: int, seed: int) -> list[dict]:
 
 
 def score(engine, records, data: Path, out: Path, args, blank: bool = False) -> dict:
+    from doctorsun.eval.config import EvalConfig
     from doctorsun.eval.runner import evaluate
 
-    scores = evaluate(engine, records, image_root=data, out_dir=out, bench="sunmed-vl-mini",
-                      batch_size=args.eval_batch, max_new_tokens=12, blank_image=blank,
-                      data_file=data / "test.jsonl", model_name=engine.name, seed=args.seed,
-                      resume=False)  # every quickstart run trains anew: earlier answers are stale
+    # Every quickstart run trains anew: earlier answers are stale, so no resume.
+    config = EvalConfig(bench="sunmed-vl-mini", batch_size=args.eval_batch, max_new_tokens=12, blank_image=blank,
+                        seed=args.seed, resume=False)
+    scores = evaluate(engine, records, config, image_root=data, out_dir=out, data_file=data / "test.jsonl",
+                      model_name=engine.name)
     return {key: scores.get(key) for key, _ in HEADLINE}
 
 
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     total = time.time() - t0
     report = {"results": results, "n_questions": len(records), "timings_s": timings, "total_s": round(total, 1),
               "model": str(final)}
-    (out / "quickstart.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "quickstart.json", report)
     print()
     print(f"SunMed-VL-mini held-out questions ({len(records)}, English and Chinese):")
     print(table(results))

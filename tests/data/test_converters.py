@@ -267,9 +267,9 @@ def test_cli_mini_calls_the_builder(tmp_path, monkeypatch, capsys):
     import types
 
     calls = []
-    fake = types.ModuleType("doctorsun.data.mini")
+    fake = types.ModuleType("doctorsun.mini")
     fake.build_mini = lambda out, seed=0: calls.append((out, seed)) or {"train": 1, "test": 1}
-    monkeypatch.setitem(sys.modules, "doctorsun.data.mini", fake)
+    monkeypatch.setitem(sys.modules, "doctorsun.mini", fake)
     assert main(["data", "mini", "--out", str(tmp_path / "mini"), "--seed", "4"]) == 0
     assert calls == [(tmp_path / "mini", 4)]
     assert '"train": 1' in capsys.readouterr().out

@@ -15,7 +15,8 @@ from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
-from doctorsun.data.image import NAMED_WINDOWS, load_image, pad_to_square, safe_reason, window_unit
+from doctorsun.data.image import load_image, pad_to_square
+from doctorsun.data.pixels import NAMED_WINDOWS, safe_reason, window_unit
 from doctorsun.errors import DoctorSunError
 
 

@@ -43,7 +43,7 @@ def llama3(tmp_path_factory, tiny_llm_dir):
     tok.save_pretrained(out)
     model, processor = build_model(BuildConfig(llm=str(out), vision=VisionConfig(**TINY_VISION)))
     tok = ChatTokenizer(processor, model.config.image_seq_length, max_length=128)
-    assert tok.template == "llama3"
+    assert tok.format.name == "llama3"
     return model, processor, tok
 
 
@@ -106,7 +106,8 @@ def test_image_placeholder_becomes_the_models_visual_tokens(chatml):
 
 
 def test_training_prompt_is_exactly_what_inference_feeds(chatml):
-    from doctorsun.model.generate import Engine, user_message
+    from doctorsun.model.chat import user_message
+    from doctorsun.model.generate import Engine
 
     model, processor, tok = chatml
     sample = tok(record(question="<image>\nIs there a fracture?", answer="no"))

@@ -100,7 +100,7 @@ def test_cli_checks_numbers_before_loading_anything(tmp_path, capsys):
 
 def test_sunmed_vl_mini_end_to_end(tiny_model_dir, tmp_path):
     """The real SunMed-VL-mini builder's held-out file, read and scored as the quickstart does."""
-    from doctorsun.data.mini import build_mini
+    from doctorsun.mini import build_mini
 
     build_mini(tmp_path / "mini", seed=0)
     out = tmp_path / "out"
@@ -120,7 +120,7 @@ def test_quickstart_scoring_replaces_an_earlier_runs_answers(tiny_model_dir, tmp
 
     import torch
 
-    from doctorsun.data.mini import build_mini
+    from doctorsun.mini import build_mini
     from doctorsun.model import load_model
     from doctorsun.model.generate import Engine
     from doctorsun.quickstart import score, test_sample

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from doctorsun.errors import DoctorSunError
+from doctorsun.eval.config import EvalConfig
 from doctorsun.eval.runner import PREDICTIONS, evaluate
 from tests.eval.conftest import load_jsonl
 
@@ -16,8 +17,8 @@ GOOD = ["c1", "c2", "o1", "o2", "m1", "t1"]
 def _run(engine, sunmed_file, out, **kw):
     records = load_jsonl(sunmed_file)
     kw.setdefault("batch_size", 4)
-    return evaluate(engine, records, image_root=sunmed_file.parent, out_dir=out, max_new_tokens=6,
-                    data_file=sunmed_file, **kw)
+    config = EvalConfig(max_new_tokens=6, **kw)
+    return evaluate(engine, records, config, image_root=sunmed_file.parent, out_dir=out, data_file=sunmed_file)
 
 
 def _spy(monkeypatch, engine):

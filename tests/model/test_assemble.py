@@ -4,7 +4,8 @@ from PIL import Image
 
 from doctorsun.errors import DoctorSunError
 from doctorsun.model import BuildConfig, VisionConfig, build_model, load_model
-from doctorsun.model.generate import Engine, GenerationSettings, user_message
+from doctorsun.model.chat import user_message
+from doctorsun.model.generate import Engine, GenerationSettings
 
 
 def _inputs(processor, question="What is shown?", n_images=1, size=16):
@@ -85,20 +86,6 @@ def test_chat_template_places_image_and_uses_llm_format(tiny_model):
     conv = [user_message("Which organ?", 1), {"role": "assistant", "content": "Liver."}]
     text = processor.apply_chat_template(conv, tokenize=False)
     assert text == "<|im_start|>user\n<image>\nWhich organ?<|im_end|>\n<|im_start|>assistant\nLiver.<|im_end|>\n"
-
-
-def test_llama3_template_renders_header_tokens():
-    from jinja2 import Template
-
-    from doctorsun.model.templates import detect_template, get_template
-
-    assert detect_template({"<|eot_id|>": 1, "<|start_header_id|>": 2}) == "llama3"
-    assert detect_template({"<|im_start|>": 1, "<|im_end|>": 2}) == "chatml"
-    assert detect_template({"</s>": 1}) == "vicuna"
-    text = Template(get_template("llama3")).render(messages=[user_message("肺部有结节吗？", 1)],
-                                                     add_generation_prompt=True)
-    assert text == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n<image>\n肺部有结节吗？<|eot_id|>"
-                    "<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
 def test_full_strategy_keeps_cls_token(tiny_llm_dir):

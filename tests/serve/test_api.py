@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from doctorsun.data.image import load_image
-from doctorsun.model.generate import GenerationSettings, user_message
+from doctorsun.model.chat import user_message
+from doctorsun.model.generate import GenerationSettings
 
 from .conftest import API_KEY
 

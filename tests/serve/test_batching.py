@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.model.generate import GenerationSettings, user_message
+from doctorsun.model.chat import user_message
+from doctorsun.model.generate import GenerationSettings
 from doctorsun.serve.batching import Batcher, Result
 
 

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 from doctorsun.data.image import load_image
-from doctorsun.model.generate import GenerationSettings, user_message
+from doctorsun.model.chat import user_message
+from doctorsun.model.generate import GenerationSettings
+from doctorsun.serve.streaming import stream
 
 
 def nifti_file() -> str:
@@ -76,7 +78,7 @@ def test_stream_pieces_join_up_to_generate(engine, dicom_ct):
     for question, stop in (("Describe it.", []), ("请描述这张图像。", []), ("Describe it.", ["e"])):
         settings = GenerationSettings(max_new_tokens=12, stop=stop)
         conv = [user_message(question, 1)]
-        pieces = list(engine.stream(conv, [image], settings))
+        pieces = list(stream(engine, conv, [image], settings))
         assert len(pieces) > 1 or stop  # a stop string may end the answer within its first word
         assert "".join(pieces) == engine.generate([conv], [[image]], settings)[0]
 
@@ -84,7 +86,7 @@ def test_stream_pieces_join_up_to_generate(engine, dicom_ct):
 def test_closing_a_stream_stops_generation(engine):
     import time
 
-    pieces = engine.stream([user_message("Tell me everything.")], [], GenerationSettings(max_new_tokens=400))
+    pieces = stream(engine, [user_message("Tell me everything.")], [], GenerationSettings(max_new_tokens=400))
     next(pieces)
     start = time.monotonic()
     pieces.close()  # must not wait for the other ~400 tokens

@@ -1,4 +1,4 @@
-"""``doctorsun data``: check, convert and mix SunMed-VL files; build SunMed-VL-mini.
+"""``doctorsun data``: check, convert and mix SunMed-VL files (``data mini`` lives in ``doctorsun.mini``).
 
 Records written by ``convert`` and ``mix`` have image paths relative to the output file's folder, so
 every SunMed-VL file can be read with its own folder as the image root.
@@ -7,13 +7,13 @@ every SunMed-VL file can be read with its own folder as the image root.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from doctorsun.errors import DoctorSunError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser):
+    """The ``data`` subcommands; returns the subparsers so that the CLI can add the ones of other rooms."""
     sub = parser.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check", help="report every bad record of a data file, then a summary")
@@ -39,15 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .json / .jsonl")
     p.add_argument("--replace", action="store_true", help="sample general records with replacement")
 
-    p = sub.add_parser("mini", help="build SunMed-VL-mini from images that installed packages ship")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
-
     sub.add_parser("sets", help="list the public sets `convert` knows, with their options")
+    return sub
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"check": _check, "convert": _convert, "mix": _mix, "mini": _mini, "sets": _sets}[args.data_command](args)
+    return {"check": _check, "convert": _convert, "mix": _mix, "sets": _sets}[args.data_command](args)
 
 
 def _check(args) -> int:
@@ -103,8 +100,9 @@ def _read_all(paths: list[Path], out_dir: Path) -> list[dict]:
 
 
 def _mix(args) -> int:
-    from doctorsun.data.io import write_records, write_text_atomic
+    from doctorsun.data.io import write_records
     from doctorsun.data.mix import format_report, mix
+    from doctorsun.files import write_json
 
     out_dir = args.out.parent.resolve()
     medical, general = _read_all(args.medical, out_dir), _read_all(args.general, out_dir)
@@ -112,17 +110,9 @@ def _mix(args) -> int:
     report["inputs"] = {"medical": [str(p) for p in args.medical], "general": [str(p) for p in args.general]}
     write_records(records, args.out)
     report_path = args.out.with_name(args.out.stem + ".report.json")
-    write_text_atomic(report_path, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    write_json(report_path, report)
     print(format_report(report))
     print(f"wrote {args.out} and {report_path}")
-    return 0
-
-
-def _mini(args) -> int:
-    from doctorsun.data.mini import build_mini  # heavy (images, augmentation): imported only here
-
-    summary = build_mini(args.out, seed=args.seed)
-    print(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
     return 0
 
 

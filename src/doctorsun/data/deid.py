@@ -16,12 +16,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from doctorsun.errors import DoctorSunError
+from doctorsun.files import atomic_path
 
 _X = """AcquisitionComments AcquisitionContextSequence AcquisitionDateTime AcquisitionDeviceProcessingDescription
 ActualHumanPerformersSequence AdditionalPatientHistory AdmissionID AdmittingDate AdmittingDiagnosesCodeSequence
@@ -210,17 +209,10 @@ def deidentify_file(src: str | Path, dst: str | Path, *, salt: str | None = None
     try:
         ds = read_dataset(src)
     except Exception as exc:
-        from doctorsun.data.image import safe_reason
+        from doctorsun.data.pixels import safe_reason
 
         raise DoctorSunError(f"cannot read DICOM file {src}: {safe_reason(exc)}") from None
     out = deidentify(ds, salt=salt, pseudonym=pseudonym)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dst) as tmp:
         out.save_as(tmp, enforce_file_format=False)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dst

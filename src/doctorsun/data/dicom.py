@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from doctorsun.data.image import (
+from doctorsun.data.pixels import (
     ImageOptions,
     auto_unit,
     check_size,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from doctorsun.data.records import detect_lang, image_paths, validate
 from doctorsun.errors import DoctorSunError
+from doctorsun.files import atomic_dir, write_text
 
 Problem = tuple[str, str]
 """(record id, or ``line N`` / ``item N`` when there is no id; the reason)."""
@@ -115,20 +115,8 @@ def write_records(records: Iterable[dict], path: str | Path, fmt: str = "llava")
         text = json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
     else:
         raise DoctorSunError(f"cannot tell the format of {path}: use a .json or .jsonl suffix")
-    write_text_atomic(path, text)
+    write_text(path, text)
     return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------ ShareGPT
@@ -202,24 +190,6 @@ def to_hf_dataset(records: Iterable[dict]):
     return Dataset.from_list(rows)
 
 
-def from_hf_dataset(dataset) -> tuple[list[dict], list[Problem]]:
-    """Back from ``to_hf_dataset``'s layout (or any dataset with SunMed-VL or ShareGPT columns)."""
-    records, problems = [], []
-    for i, row in enumerate(dataset):
-        where = f"row {i}"
-        try:
-            record = _from_hf_row(dict(row), where)
-        except (DoctorSunError, json.JSONDecodeError) as exc:
-            problems.append((str(row.get("id") or where), str(exc)))
-            continue
-        reasons = validate(record)
-        if reasons:
-            problems.append((_label(record, where), "; ".join(reasons)))
-        else:
-            records.append(record)
-    return records, problems
-
-
 def _from_hf_row(row: dict, where: str) -> dict:
     if "messages" in row:
         return from_sharegpt(row, index=where)
@@ -247,9 +217,8 @@ def save_hf_dataset(records: Iterable[dict], out_dir: str | Path) -> Path:
     if out_dir.exists():
         raise DoctorSunError(f"output folder already exists: {out_dir}")
     dataset = to_hf_dataset(records)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    dataset.save_to_disk(str(tmp))
-    os.replace(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        dataset.save_to_disk(str(tmp))
     return out_dir
 
 

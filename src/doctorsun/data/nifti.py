@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from doctorsun.data.image import PLANES, ImageOptions, auto_unit, check_size, unit_to_rgb
+from doctorsun.data.pixels import PLANES, ImageOptions, auto_unit, check_size, unit_to_rgb
 from doctorsun.errors import DoctorSunError
 
 WORLD_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import string
 
+from doctorsun.model.chat import IMAGE_TOKEN
+
 LETTERS = string.ascii_uppercase
 
 # MultiMedEval adds this when the gold answer is yes/no (see DESIGN.md section 6).
@@ -49,4 +51,4 @@ def mcq_answer(choices: list[str], index: int) -> str:
 
 def with_image(prompt: str) -> str:
     """Put the image placeholder first, as LLaVA's data does."""
-    return f"<image>\n{prompt}"
+    return f"{IMAGE_TOKEN}\n{prompt}"

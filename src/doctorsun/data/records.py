@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 
 from doctorsun.errors import DoctorSunError
+from doctorsun.model.chat import IMAGE_TOKEN
 
-IMAGE_TOKEN = "<image>"
 TASKS = ("caption", "vqa-closed", "vqa-open", "mcq", "report", "dialogue", "text")
 LANGS = ("en", "zh")
 ANSWER_TYPES = ("OPEN", "CLOSED")
@@ -42,10 +42,6 @@ def image_paths(record: dict) -> list[str]:
 
 def resolve_image(path: str, image_root: str | Path | None) -> Path:
     return Path(path) if image_root is None else Path(image_root) / path
-
-
-def human_turns(record: dict) -> list[str]:
-    return [t["value"] for t in record["conversations"] if t.get("from") == "human"]
 
 
 def answer(record: dict) -> str:

@@ -13,18 +13,15 @@ images, image tokens that truncation would cut, or no assistant token left to le
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from doctorsun.data.records import IMAGE_TOKEN
 from doctorsun.errors import DoctorSunError
+from doctorsun.model.chat import IMAGE_TOKEN, PLACEHOLDER, format_of, user_message
 
 IGNORE = -100
 """Label of a token that does not count in the loss (PyTorch's ``cross_entropy`` default)."""
-
-PLACEHOLDER = re.compile(r"[ \t]*<image>[ \t]*\n?")
 
 
 class SampleError(DoctorSunError):
@@ -36,22 +33,9 @@ class SampleError(DoctorSunError):
         self.reason = reason
 
 
-def template_name(processor) -> str:
-    """The name of the chat template a processor carries (one of ``TEMPLATES``), else from its vocab."""
-    from doctorsun.model.templates import TEMPLATES, detect_template
-
-    own = getattr(processor, "chat_template", None)
-    for name, text in TEMPLATES.items():
-        if own == text:
-            return name
-    return detect_template(processor.tokenizer.get_vocab())
-
-
 def record_messages(record: dict) -> tuple[list[dict[str, Any]], int]:
     """Chat messages for a record's turns (images first in their human turn, as at inference) and the
     number of ``<image>`` placeholders they held."""
-    from doctorsun.model.generate import user_message
-
     messages, placeholders = [], 0
     for turn in record.get("conversations") or []:
         value = str(turn.get("value", ""))
@@ -86,17 +70,13 @@ class ChatTokenizer:
     """``assistant``: only assistant tokens count; ``all``: every token (plain-text pretraining)."""
 
     def __post_init__(self) -> None:
-        from doctorsun.model.templates import ASSISTANT_MARKERS
-
         if self.max_length < 2:
             raise DoctorSunError(f"max_length must be >= 2, not {self.max_length}")
         if self.label_scope not in ("assistant", "all"):
             raise DoctorSunError(f"label_scope must be assistant or all, not {self.label_scope!r}")
         tokenizer = self.processor.tokenizer
-        self.template = template_name(self.processor)
-        start, end = ASSISTANT_MARKERS[self.template]
-        # vicuna's template closes a turn with whatever the tokenizer's EOS is.
-        self.markers = (start, tokenizer.eos_token if self.template == "vicuna" else end)
+        self.format = format_of(self.processor)
+        self.markers = (self.format.assistant_start, self.format.end_token(tokenizer))
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise DoctorSunError(f"the tokenizer has no {IMAGE_TOKEN} token: is this a Doctor Sun model?")

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from doctorsun.errors import DoctorSunError
     from doctorsun.eval.benchmarks import load_benchmark
+    from doctorsun.eval.config import EvalConfig
     from doctorsun.eval.runner import evaluate
     from doctorsun.model.generate import Engine
 
@@ -40,15 +41,14 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise DoctorSunError(f"--{flag.replace('_', '-')} must be >= 1, not {value}")
+    config = EvalConfig(bench=args.bench, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                        blank_image=args.blank_image, limit=args.limit, seed=args.seed, resume=not args.fresh)
     data = load_benchmark(args.bench, args.data, args.split)  # bad data fails before the model loads
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype if args.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
     engine = Engine.load(args.model, dtype=dtype, device=device)
-    scores = evaluate(engine, data.records, image_root=data.image_root, out_dir=args.out, bench=args.bench,
-                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                      blank_image=args.blank_image, limit=args.limit, data_file=data.data_path,
-                      model_name=str(args.model), problems=data.problems, seed=args.seed,
-                      resume=not args.fresh)
+    scores = evaluate(engine, data.records, config, image_root=data.image_root, out_dir=args.out,
+                      data_file=data.data_path, model_name=str(args.model), problems=data.problems)
     print(summary(scores))
     print(f"  report: {args.out}/report.md")
     return 0

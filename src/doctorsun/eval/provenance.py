@@ -42,17 +42,16 @@ def prompt_record(processor) -> dict[str, Any]:
     """The chat template (its name when it is one of ours, and a hash of its text) and the prompt builder
     (module and a hash of its source), so a changed prompt is visible in every score file."""
     from doctorsun.data import prompts
-    from doctorsun.model.templates import TEMPLATES
+    from doctorsun.model.chat import template_label
 
     template = getattr(processor, "chat_template", None) or ""
-    name = next((k for k, v in TEMPLATES.items() if v == template), "custom" if template else "none")
-    return {"chat_template": name, "chat_template_sha256": sha256_text(template),
+    return {"chat_template": template_label(processor), "chat_template_sha256": sha256_text(template),
             "builder": prompts.__name__, "builder_sha256": sha256_text(inspect.getsource(prompts))}
 
 
 def model_record(model_path: str | None) -> dict[str, Any]:
     """The model path and, for a DoctorSun checkpoint, its ``doctorsun.json`` (how it was built/trained)."""
-    from doctorsun.model.io import read_meta
+    from doctorsun.model.checkpoint import read_meta
 
     record: dict[str, Any] = {"path": model_path}
     if model_path and Path(model_path).is_dir():

@@ -4,11 +4,11 @@ group, skipped items, how to reproduce) and ``scores.png`` (bar charts). All wri
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
+
+from doctorsun.files import atomic_path, write_json, write_text
 
 SCORES = "scores.json"
 REPORT = "report.md"
@@ -36,10 +36,8 @@ SOURCES = {
 
 
 def write_all(out: Path, scores: dict[str, Any]) -> None:
-    from doctorsun.data.io import write_text_atomic
-
-    write_text_atomic(out / SCORES, json.dumps(scores, indent=2, ensure_ascii=False) + "\n")
-    write_text_atomic(out / REPORT, markdown(scores))
+    write_json(out / SCORES, scores)
+    write_text(out / REPORT, markdown(scores))
     write_chart(out / CHART, scores)
 
 
@@ -126,17 +124,14 @@ def write_chart(path: Path, scores: dict[str, Any]) -> None:
           ["value"])
     for ax, (field, groups) in zip(axes[1:, 0], fields.items(), strict=True):
         _bars(ax, f"by {field}", dict(list(groups.items())[:20]), _present(groups))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        with warnings.catch_warnings():  # group names in Chinese may lack glyphs in the default font
+        with warnings.catch_warnings(), atomic_path(path, suffix=".png") as tmp:
+            # group names in Chinese may lack glyphs in the default font
             warnings.filterwarnings("ignore", message="Glyph .* missing")
             fig.tight_layout()
             fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _present(groups: dict[str, dict]) -> list[str]:

@@ -1,9 +1,9 @@
-"""Evaluate a model on SunMed-VL records: batched greedy generation that resumes where it stopped,
-then scores under every definition, a Markdown report and a chart.
+"""Evaluate a model on SunMed-VL records, in the shape of a training stage: setup (items, provenance,
+resume), generate (batched, greedy, appended as it goes), score (every definition), report.
 
 Files written into ``out_dir``: ``predictions.jsonl`` (one row per answered question, appended batch by
 batch so an interrupted run keeps its work), ``run.json`` (what the predictions depend on; a resumed run
-must match it), ``scores.json``, ``report.md`` and ``scores.png``.
+must match it), ``eval_config.json`` (the ``EvalConfig``), ``scores.json``, ``report.md`` and ``scores.png``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from typing import Any
 
 from doctorsun.data.tokenize import record_messages
 from doctorsun.errors import DoctorSunError
+from doctorsun.eval.config import EvalConfig
+from doctorsun.files import write_json, write_text
+from doctorsun.model.generate import GenerationSettings, isolate_failures
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
+CONFIG_FILE = "eval_config.json"
 _MCQ_GOLD = re.compile(r"^([A-Z]+)\s*[.．、:：]")
 
 
@@ -99,78 +103,150 @@ def _mcq_fields(record: dict, gold: str) -> dict[str, Any]:
     return {"answer_type": "MCQ", "options": options, "gold": letters, "multiple": multiple}
 
 
-def evaluate(engine, records, *, image_root, out_dir, bench: str = "sunmed-vl-mini", batch_size: int = 8,
-             max_new_tokens: int = 32, blank_image: bool = False, limit: int | None = None,
-             data_file=None, model_name: str | None = None, problems=None, seed: int = 0,
-             resume: bool = True) -> dict:
+class Evaluation:
+    """One evaluation run: ``setup``, ``generate``, ``score``, ``report`` (``run`` does all four)."""
+
+    def __init__(self, engine, records, config: EvalConfig, *, image_root, out_dir, data_file=None,
+                 model_name: str | None = None, problems=None):
+        self.engine, self.config = engine, config
+        self.records = list(records)
+        self.image_root, self.out, self.data_file = image_root, Path(out_dir), data_file
+        self.model_name = model_name or getattr(engine, "name", None)
+        self.skipped = [{"id": str(where), "reason": reason} for where, reason in (problems or [])]
+        self.settings = GenerationSettings(max_new_tokens=config.max_new_tokens, seed=config.seed)
+
+    def run(self) -> dict:
+        self.setup()
+        self.generate()
+        scores = self.score()
+        self.report(scores)
+        return scores
+
+    def setup(self) -> None:
+        """Items to ask, what the predictions depend on, and the answers an earlier run already gave."""
+        from doctorsun.eval import provenance
+        from doctorsun.eval.benchmarks import get_benchmark
+
+        cfg = self.config
+        self.spec = get_benchmark(cfg.bench)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.started = datetime.now(UTC)
+        self.records_sha = hashlib.sha256(json.dumps(self.records, sort_keys=True, ensure_ascii=False,
+                                                     default=str).encode()).hexdigest()
+        records = self.records[:cfg.limit] if cfg.limit else self.records
+        self.items = _prepare_all(records, self.image_root, self.spec, self.skipped)
+        self.model = provenance.model_record(self.model_name)
+        self.model["weights_fingerprint"] = provenance.weights_fingerprint(self.engine.model)
+        self.prompt = provenance.prompt_record(self.engine.processor)
+        key = {"bench": cfg.bench, "model": self.model["path"], "weights_fingerprint": self.model["weights_fingerprint"],
+               "records_sha256": self.records_sha, "blank_image": cfg.blank_image,
+               "decoding": asdict(self.settings), "chat_template_sha256": self.prompt["chat_template_sha256"],
+               "builder_sha256": self.prompt["builder_sha256"]}
+        if not cfg.resume:
+            (self.out / PREDICTIONS).unlink(missing_ok=True)
+        self.done = _resume(self.out, key)
+        write_json(self.out / CONFIG_FILE, cfg.to_dict())
+
+    def generate(self) -> None:
+        """Answer what is not answered yet, batch by batch, appending each batch to ``predictions.jsonl``."""
+        from transformers import set_seed
+
+        todo = [it for it in self.items if it.row["id"] not in self.done]
+        set_seed(self.config.seed)
+        was_training = self.engine.model.training
+        self.engine.model.eval()  # no dropout while answering, even when a training loop hands its model over
+        t0 = time.perf_counter()
+        try:
+            self.new_rows = self._answer_all(todo)
+        finally:
+            self.engine.model.train(was_training)
+        self.seconds = time.perf_counter() - t0
+
+    def score(self) -> dict:
+        """Scores under every definition, with the skipped items and the provenance."""
+        from doctorsun.eval import provenance
+        from doctorsun.eval.scoring import score_rows
+
+        cfg = self.config
+        by_id = {**self.done, **{r["id"]: r for r in self.new_rows}}
+        rows = [by_id[it.row["id"]] for it in self.items if it.row["id"] in by_id]
+        scores: dict[str, Any] = {"bench": cfg.bench, "about": self.spec.about}
+        scores.update(score_rows(rows, self.spec.mcq_methods, [name for name, _ in self.spec.groups]))
+        scores["n_skipped"] = len(self.skipped)
+        scores["problems"] = self.skipped
+        new, seconds = len(self.new_rows), self.seconds
+        scores["provenance"] = {
+            "model": self.model, "data": provenance.hash_data(self.data_file) if self.data_file else None,
+            "records_sha256": self.records_sha, "image_root": str(self.image_root) if self.image_root else None,
+            "prompt": self.prompt,
+            "decoding": {**asdict(self.settings), "do_sample": False, "batch_size": cfg.batch_size},
+            "blank_image": cfg.blank_image, "limit": cfg.limit, "seed": cfg.seed, "config": cfg.to_dict(),
+            "versions": provenance.versions(), "started": self.started.isoformat(timespec="seconds"),
+            "generated": new, "resumed": len(rows) - new, "generation_seconds": round(seconds, 3),
+            "items_per_s": round(new / seconds, 3) if new and seconds > 0 else None,
+        }
+        return scores
+
+    def report(self, scores: dict) -> None:
+        from doctorsun.eval import report
+
+        report.write_all(self.out, scores)
+        log.info("%s: %d scored, %d skipped; results in %s", scores["bench"], scores["n"], len(self.skipped),
+                 self.out)
+
+    def _answer_all(self, items: list[Item]) -> list[dict]:
+        from tqdm import tqdm
+
+        rows: list[dict] = []
+        size = self.config.batch_size
+        with (open(self.out / PREDICTIONS, "a", encoding="utf-8") as f,
+              tqdm(total=len(items), unit="item", desc=self.config.bench) as bar):
+            for start in range(0, len(items), size):
+                batch = items[start:start + size]
+                done = self._answer(batch)
+                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done))
+                f.flush()
+                os.fsync(f.fileno())
+                rows += done
+                bar.update(len(batch))
+        return rows
+
+    def _answer(self, batch: list[Item]) -> list[dict]:
+        """One batch; an unreadable image or a failing item costs only that item (reported)."""
+        ready = []
+        for item in batch:
+            try:
+                ready.append((item, [_load(p, self.config.blank_image) for p in item.images]))
+            except DoctorSunError as exc:
+                self.skipped.append({"id": item.row["id"], "reason": str(exc)})
+        if not ready:
+            return []
+
+        def run(pairs: list[tuple[Item, list]]) -> list[str]:
+            return self.engine.generate([it.messages for it, _ in pairs], [imgs for _, imgs in pairs], self.settings)
+
+        rows = []
+        for (item, _), text in zip(ready, isolate_failures(run, ready), strict=True):
+            if isinstance(text, Exception):
+                self.skipped.append({"id": item.row["id"], "reason": f"generation failed: {text}"})
+            else:
+                rows.append({**item.row, "prediction": text})
+        return rows
+
+
+def evaluate(engine, records, config: EvalConfig | None = None, *, image_root, out_dir, data_file=None,
+             model_name: str | None = None, problems=None) -> dict:
     """Answer every record (greedy, batched), score, and write predictions, scores and reports.
 
     Returns the scores dict: ``closed_accuracy`` and ``open_recall`` (LLaVA-Med), ``mcq_accuracy`` when
     there are multiple-choice items, ``token_f1`` / ``bleu1`` (MultiMedEval), ``exact_match``, ``n``,
     every definition under ``metrics``, a ``breakdown``, the skipped ``problems`` and the ``provenance``.
-    ``problems`` adds the reader's own skipped items to the report. With ``resume`` (the default) the
-    questions already in ``out_dir/predictions.jsonl`` from the same run are not asked again; without
-    it, earlier predictions there are discarded.
+    ``problems`` adds the reader's own skipped items to the report. With ``config.resume`` (the default)
+    the questions already in ``out_dir/predictions.jsonl`` from the same run are not asked again;
+    without it, earlier predictions there are discarded.
     """
-    from transformers import set_seed
-
-    from doctorsun.eval import provenance, report
-    from doctorsun.eval.benchmarks import get_benchmark
-    from doctorsun.eval.scoring import score_rows
-    from doctorsun.model.generate import GenerationSettings
-
-    spec = get_benchmark(bench)
-    if batch_size < 1:
-        raise DoctorSunError(f"batch size must be >= 1, not {batch_size}")
-    if limit is not None and limit < 1:
-        raise DoctorSunError(f"limit must be >= 1, not {limit}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(UTC)
-    records = list(records)
-    records_sha = hashlib.sha256(json.dumps(records, sort_keys=True, ensure_ascii=False,
-                                            default=str).encode()).hexdigest()
-    skipped = [{"id": str(where), "reason": reason} for where, reason in (problems or [])]
-    items = _prepare_all(records[:limit] if limit else records, image_root, spec, skipped)
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, seed=seed)
-    model = provenance.model_record(model_name or getattr(engine, "name", None))
-    model["weights_fingerprint"] = provenance.weights_fingerprint(engine.model)
-    prompt = provenance.prompt_record(engine.processor)
-    key = {"bench": bench, "model": model["path"], "weights_fingerprint": model["weights_fingerprint"],
-           "records_sha256": records_sha, "blank_image": blank_image, "decoding": asdict(settings),
-           "chat_template_sha256": prompt["chat_template_sha256"], "builder_sha256": prompt["builder_sha256"]}
-    if not resume:
-        (out / PREDICTIONS).unlink(missing_ok=True)
-    done = _resume(out, key)
-    todo = [it for it in items if it.row["id"] not in done]
-    set_seed(seed)
-    was_training = engine.model.training
-    engine.model.eval()  # no dropout while answering, even when a training loop hands its model over
-    t0 = time.perf_counter()
-    try:
-        new_rows = _generate(engine, todo, settings, out / PREDICTIONS, batch_size, blank_image, skipped, bench)
-    finally:
-        engine.model.train(was_training)
-    seconds = time.perf_counter() - t0
-    by_id = {**done, **{r["id"]: r for r in new_rows}}
-    rows = [by_id[it.row["id"]] for it in items if it.row["id"] in by_id]
-
-    scores: dict[str, Any] = {"bench": bench, "about": spec.about}
-    scores.update(score_rows(rows, spec.mcq_methods, [name for name, _ in spec.groups]))
-    scores["n_skipped"] = len(skipped)
-    scores["problems"] = skipped
-    scores["provenance"] = {
-        "model": model, "data": provenance.hash_data(data_file) if data_file else None,
-        "records_sha256": records_sha, "image_root": str(image_root) if image_root else None,
-        "prompt": prompt, "decoding": {**asdict(settings), "do_sample": False, "batch_size": batch_size},
-        "blank_image": blank_image, "limit": limit, "seed": seed, "versions": provenance.versions(),
-        "started": started.isoformat(timespec="seconds"), "generated": len(new_rows),
-        "resumed": len(rows) - len(new_rows), "generation_seconds": round(seconds, 3),
-        "items_per_s": round(len(new_rows) / seconds, 3) if new_rows and seconds > 0 else None,
-    }
-    report.write_all(out, scores)
-    log.info("%s: %d scored, %d skipped; results in %s", bench, len(rows), len(skipped), out)
-    return scores
+    return Evaluation(engine, records, config or EvalConfig(), image_root=image_root, out_dir=out_dir,
+                      data_file=data_file, model_name=model_name, problems=problems).run()
 
 
 def _prepare_all(records: list, image_root, spec, skipped: list[dict]) -> list[Item]:
@@ -188,8 +264,6 @@ def _prepare_all(records: list, image_root, spec, skipped: list[dict]) -> list[I
 def _resume(out: Path, key: dict[str, Any]) -> dict[str, dict]:
     """Rows already answered in ``out`` by the same run (same model, data, prompt, decoding); a torn
     last line from an interrupted write is dropped. A different run's predictions are refused."""
-    from doctorsun.data.io import write_text_atomic
-
     pred, run_file = out / PREDICTIONS, out / RUN_FILE
     if pred.exists():
         old = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
@@ -197,7 +271,7 @@ def _resume(out: Path, key: dict[str, Any]) -> dict[str, dict]:
             differ = sorted(k for k in key if not old or old.get(k) != key[k])
             raise DoctorSunError(f"{pred} holds predictions of another run (differs in: {', '.join(differ)}); "
                                  "use a new --out, delete that file, or start over with --fresh")
-    write_text_atomic(run_file, json.dumps(key, indent=2, ensure_ascii=False) + "\n")
+    write_json(run_file, key)
     if not pred.exists():
         return {}
     rows, torn = [], False
@@ -210,46 +284,8 @@ def _resume(out: Path, key: dict[str, Any]) -> dict[str, dict]:
         torn = torn or rows[-1] is None
     rows = [r for r in rows if r is not None]
     if torn:
-        write_text_atomic(pred, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_text(pred, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return {r["id"]: r for r in rows}
-
-
-def _generate(engine, items: list[Item], settings, pred_path: Path, batch_size: int, blank_image: bool,
-              skipped: list[dict], bench: str) -> list[dict]:
-    """Answer ``items`` batch by batch, appending each batch's rows to ``pred_path`` as it finishes."""
-    from tqdm import tqdm
-
-    rows: list[dict] = []
-    with open(pred_path, "a", encoding="utf-8") as f, tqdm(total=len(items), unit="item", desc=bench) as bar:
-        for start in range(0, len(items), batch_size):
-            batch = items[start:start + batch_size]
-            ready = []
-            for item in batch:
-                try:
-                    ready.append((item, [_load(p, blank_image) for p in item.images]))
-                except DoctorSunError as exc:
-                    skipped.append({"id": item.row["id"], "reason": str(exc)})
-            done = _answer(engine, ready, settings, skipped)
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done))
-            f.flush()
-            os.fsync(f.fileno())
-            rows += done
-            bar.update(len(batch))
-    return rows
-
-
-def _answer(engine, ready: list[tuple[Item, list]], settings, skipped: list[dict]) -> list[dict]:
-    """Generate for a batch; when the batch fails, answer one at a time so only the bad item is lost."""
-    if not ready:
-        return []
-    try:
-        texts = engine.generate([it.messages for it, _ in ready], [imgs for _, imgs in ready], settings)
-    except Exception as exc:  # one malformed item must not cost the batch, let alone the run
-        if len(ready) == 1:
-            skipped.append({"id": ready[0][0].row["id"], "reason": f"generation failed: {exc}"})
-            return []
-        return [row for pair in ready for row in _answer(engine, [pair], settings, skipped)]
-    return [{**it.row, "prediction": text} for (it, _), text in zip(ready, texts, strict=True)]
 
 
 def _load(path: Path, blank: bool):

@@ -7,29 +7,31 @@ import logging
 
 import torch
 
-from doctorsun.errors import DoctorSunError
+from doctorsun.model.chat import IMAGE_TOKEN, ChatFormat, choose_format
+from doctorsun.model.checkpoint import generation_config, has_cls, llava_config
 from doctorsun.model.config import BuildConfig
 from doctorsun.model.llm import load_llm
-from doctorsun.model.templates import STOP_TOKENS, detect_template, get_template
 from doctorsun.model.vision import load_vision
 
 log = logging.getLogger(__name__)
 
-IMAGE_TOKEN = "<image>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def make_processor(image_processor, tokenizer, patch_size: int, strategy: str, has_cls: bool, template: str):
+def make_processor(image_processor, tokenizer, vision_config, strategy: str, fmt: ChatFormat):
+    """The ``LlavaProcessor``: image preprocessing, the tokenizer and the chat template (also set on the
+    tokenizer, for tools that read only the tokenizer)."""
     from transformers import LlavaProcessor
 
+    tokenizer.chat_template = fmt.template
     return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=patch_size,
+        patch_size=vision_config.patch_size,
         vision_feature_select_strategy=strategy,
-        chat_template=get_template(template),
+        chat_template=fmt.template,
         image_token=IMAGE_TOKEN,
-        num_additional_image_tokens=1 if has_cls else 0,
+        num_additional_image_tokens=1 if has_cls(vision_config) else 0,
     )
 
 
@@ -44,40 +46,18 @@ def prepare_tokenizer(tokenizer) -> None:
 
 def build_model(cfg: BuildConfig):
     """Return ``(model, processor)`` for a build config; the LLM and vision weights are the real ones."""
-    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration
     from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
     dtype = DTYPES[cfg.dtype]
     torch.manual_seed(cfg.seed)
     llm, tokenizer = load_llm(cfg.llm, dtype=dtype)
-    vision, image_processor, has_cls = load_vision(cfg.vision, dtype=dtype)
-
-    strategy = cfg.projector.select_strategy
-    if strategy == "auto":
-        strategy = "default" if has_cls else "full"
-    if strategy == "default" and not has_cls:
-        raise DoctorSunError("this vision encoder has no CLS token: use projector select_strategy 'full'")
-    template = detect_template(tokenizer.get_vocab()) if cfg.chat_template == "auto" else cfg.chat_template
-
+    vision, image_processor = load_vision(cfg.vision, dtype=dtype)
+    fmt = choose_format(cfg.chat_template, tokenizer)
     prepare_tokenizer(tokenizer)
-    vcfg = vision.config
-    grid = vcfg.image_size // vcfg.patch_size
-    n_layers = vcfg.num_hidden_layers
-    if not -n_layers - 1 <= cfg.projector.feature_layer <= n_layers:
-        raise DoctorSunError(f"projector feature_layer {cfg.projector.feature_layer} is outside the vision tower")
-
-    text_config = llm.config
-    text_config.vocab_size = len(tokenizer)
-    config = LlavaConfig(
-        vision_config=vcfg,
-        text_config=text_config,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        image_seq_length=grid * grid + (1 if strategy == "full" and has_cls else 0),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy=strategy,
-        vision_feature_layer=cfg.projector.feature_layer,
-        tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", False)),
-    )
+    config = llava_config(vision.config, llm.config, vocab_size=len(tokenizer),
+                          image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                          strategy=cfg.projector.select_strategy, feature_layer=cfg.projector.feature_layer)
     # Build the shell on the meta device, then move the real parts in: no second copy of the LLM.
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(config)
@@ -85,24 +65,14 @@ def build_model(cfg: BuildConfig):
     model.model.language_model = llm.model
     model.lm_head = llm.lm_head
     model.model.multi_modal_projector = LlavaMultiModalProjector(config).to(dtype)
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.resize_token_embeddings(config.text_config.vocab_size, mean_resizing=False)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.language_model.embed_tokens.weight
-    model.config.vocab_size = len(tokenizer)
+    model.config.vocab_size = config.text_config.vocab_size
+    generation_config(tokenizer, fmt, base=model.generation_config)
 
-    stop = STOP_TOKENS[template] or tokenizer.eos_token
-    stop_ids = sorted({tokenizer.convert_tokens_to_ids(stop), tokenizer.eos_token_id})
-    gen = model.generation_config
-    gen.eos_token_id = stop_ids
-    gen.pad_token_id = tokenizer.pad_token_id
-    gen.bos_token_id = tokenizer.bos_token_id
-    gen.do_sample = False
-    for key in ("temperature", "top_p", "top_k"):
-        setattr(gen, key, None)
-    gen.max_new_tokens = 256
-
-    processor = make_processor(image_processor, tokenizer, vcfg.patch_size, strategy, has_cls, template)
+    processor = make_processor(image_processor, tokenizer, vision.config, config.vision_feature_select_strategy, fmt)
     model.eval()
     log.info("built %s + %s, %d visual tokens, template %s", cfg.llm, cfg.vision.name_or_path or "scratch ViT",
-             config.image_seq_length, template)
+             config.image_seq_length, fmt.name)
     return model, processor

@@ -3,56 +3,24 @@ chat template inside), written atomically, loaded from safetensors only."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from doctorsun import __version__
 from doctorsun.errors import DoctorSunError
-
-META_FILE = "doctorsun.json"
-
-
-@contextmanager
-def atomic_dir(out: str | Path):
-    """Yield a temporary dir beside ``out``; on success it replaces ``out`` in one rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    tmp.chmod(0o755)
-    try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+from doctorsun.files import atomic_dir
+from doctorsun.model.checkpoint import write_meta
 
 
-def save_model(model, processor, out: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write model (safetensors), processor and a ``doctorsun.json`` of provenance to ``out``."""
+def save_model(model, processor, out: str | Path, meta: dict[str, Any] | None = None, **save_kwargs) -> Path:
+    """Write model (safetensors), processor and a ``doctorsun.json`` of provenance to ``out``, atomically;
+    ``save_kwargs`` go to ``save_pretrained`` (e.g. ``max_shard_size``)."""
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, **save_kwargs)
         processor.save_pretrained(tmp)
-        record = {"doctorsun_version": __version__, **(meta or {})}
-        (tmp / META_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        write_meta(tmp, meta or {})
     return Path(out)
-
-
-def read_meta(path: str | Path) -> dict[str, Any]:
-    f = Path(path) / META_FILE
-    return json.loads(f.read_text()) if f.is_file() else {}
 
 
 def check_model_dir(path: str | Path) -> Path:

@@ -47,12 +47,12 @@ def image_processor_for(size: int):
 
 
 def load_vision(cfg: VisionConfig, dtype: torch.dtype = torch.float32):
-    """Return ``(vision_model, image_processor, has_cls)`` for a config."""
+    """Return ``(vision_model, image_processor)`` for a config."""
     from transformers import CLIPVisionModel
 
     if cfg.name_or_path is None:
         model = CLIPVisionModel(scratch_vision_config(cfg)).to(dtype)
-        return model, image_processor_for(cfg.image_size), True
+        return model, image_processor_for(cfg.image_size)
 
     from transformers import AutoConfig, AutoImageProcessor, SiglipVisionModel
 
@@ -73,4 +73,4 @@ def load_vision(cfg: VisionConfig, dtype: torch.dtype = torch.float32):
         processor = AutoImageProcessor.from_pretrained(name)
     except OSError:
         processor = image_processor_for(model.config.image_size)
-    return model, processor, is_clip
+    return model, processor

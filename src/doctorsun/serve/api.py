@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from doctorsun.errors import DoctorSunError
 from doctorsun.model.generate import Engine, GenerationSettings
 from doctorsun.serve.batching import Batcher, Result
-from doctorsun.serve.messages import RequestError, to_conversation
+from doctorsun.serve.messages import RequestError, check_context, to_conversation
 
 log = logging.getLogger(__name__)
 
@@ -279,24 +279,6 @@ def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: floa
     if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
         raise RequestError(f"{name} must be a number in [{lo:g}, {hi:g}]", param=name)
     return float(value)
-
-
-def check_context(engine: Engine, tokenizer, conversation, n_images: int, max_new_tokens: int) -> None:
-    """Refuse a prompt that, with ``max_tokens`` more, would not fit the LLM's context."""
-    text_config = getattr(engine.model.config, "text_config", engine.model.config)
-    context = getattr(text_config, "max_position_embeddings", None)
-    if not context:
-        return
-    text = engine.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    n += n_images * (max(1, getattr(engine.model.config, "image_seq_length", 1)) - 1)
-    if n + max_new_tokens > context:
-        raise RequestError(
-            f"the prompt ({n} tokens) plus max_tokens ({max_new_tokens}) is over the model's "
-            f"context of {context} tokens",
-            param="messages",
-            code="context_length_exceeded",
-        )
 
 
 def usage(result: Result) -> dict[str, int]:

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from doctorsun.model.generate import Engine, GenerationCancelled, GenerationSettings
+from doctorsun.model.generate import Engine, GenerationSettings, isolate_failures
+from doctorsun.serve.streaming import DeltaStreamer, GenerationCancelled, streamer_for
 
 log = logging.getLogger(__name__)
 
@@ -150,36 +151,42 @@ class Batcher:
                 self._run(group)
 
     def _run(self, jobs: list[Job]) -> None:
-        self.stats.requests += len(jobs)
-        self.stats.batches += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
-        settings = jobs[0].settings
-        streamer = self.engine.streamer(
-            settings,
-            on_delta=lambda row, text: jobs[row].send("delta", text),
-            cancelled=lambda: all(j.cancelled for j in jobs),
-        )
-        try:
-            texts = self.engine.generate(
-                [j.messages for j in jobs], [j.images for j in jobs], settings, streamer=streamer
+        streamers: list[DeltaStreamer] = []
+
+        def generate(group: list[Job]) -> list[tuple[Job, DeltaStreamer, int, str]]:
+            self.stats.batches += 1
+            self.stats.largest_batch = max(self.stats.largest_batch, len(group))
+            streamer = streamer_for(
+                self.engine,
+                group[0].settings,
+                on_delta=lambda row, text: group[row].send("delta", text),
+                cancelled=lambda: all(j.cancelled for j in group),
             )
-        except GenerationCancelled:
-            return
-        except Exception as exc:
+            streamers.append(streamer)
+            texts = self.engine.generate(
+                [j.messages for j in group], [j.images for j in group], group[0].settings, streamer=streamer
+            )
+            return [(job, streamer, row, text) for row, (job, text) in enumerate(zip(group, texts, strict=True))]
+
+        def retry(exc: BaseException) -> bool:
             # One bad request must not sink the others: answer them one by one, unless text has been
-            # streamed already (a retry would send it twice).
-            if len(jobs) > 1 and not any(streamer.sent):
-                log.warning("batch of %d failed (%s); retrying one by one", len(jobs), exc)
-                self.stats.requests -= len(jobs)
-                for job in jobs:
-                    self._run([job])
-                return
-            log.error("generation failed: %s", exc, exc_info=exc)
-            self.stats.failed += len(jobs)
-            for job in jobs:
-                job.send("error", exc)
-            return
-        for row, (job, text) in enumerate(zip(jobs, texts, strict=True)):
+            # streamed already (a retry would send it twice) or every client has gone.
+            if isinstance(exc, GenerationCancelled) or (streamers and any(streamers[-1].sent)):
+                return False
+            log.warning("a batch of %d failed (%s); answering its requests one by one", len(jobs), exc)
+            return True
+
+        results = isolate_failures(generate, jobs, retry)
+        self.stats.requests += len(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, GenerationCancelled):
+                continue
+            if isinstance(result, Exception):
+                log.error("generation failed: %s", result, exc_info=result)
+                self.stats.failed += 1
+                job.send("error", result)
+                continue
+            _, streamer, row, text = result
             rest = streamer.finish(row, text)
             if rest:
                 job.send("delta", rest)

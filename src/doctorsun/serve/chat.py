@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from doctorsun.errors import DoctorSunError
+from doctorsun.serve.streaming import stream
 
 HELP = """commands:
   /image PATH [KEY=VALUE ...]
@@ -55,7 +56,7 @@ class Conversation:
 
     def ask(self, question: str) -> tuple[list[dict[str, Any]], list[Any]]:
         """The conversation and images to generate from, with ``question`` as the new user turn."""
-        from doctorsun.model.generate import user_message
+        from doctorsun.model.chat import user_message
 
         self.messages.append(user_message(question, len(self.pending)))
         self.images.extend(self.pending)
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.question is not None:
         messages, imgs = conv.ask(args.question)
         if sys.stdout.isatty():  # a person is watching: show the answer as it is written
-            for piece in engine.stream(messages, imgs, settings):
+            for piece in stream(engine, messages, imgs, settings):
                 print(piece, end="", flush=True)
             print()
         else:
@@ -119,7 +120,7 @@ def repl(engine, settings, conv: Conversation, stdin: TextIO, stdout: TextIO, st
         messages, imgs = conv.ask(line)
         pieces = []
         try:
-            for piece in engine.stream(messages, imgs, settings):
+            for piece in stream(engine, messages, imgs, settings):
                 pieces.append(piece)
                 stdout.write(piece)
                 stdout.flush()

@@ -14,9 +14,12 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doctorsun.errors import DoctorSunError
+
+if TYPE_CHECKING:
+    from doctorsun.model.generate import Engine
 
 # MIME type -> file suffix the image reader recognises.
 IMAGE_TYPES = {
@@ -128,7 +131,7 @@ def decode_image(url: Any, where: str, max_pixels: int):
 
 def _pixel_count(data: bytes, suffix: str, where: str) -> int:
     """Pixels in the image, read from its header only (nothing is decoded yet)."""
-    from doctorsun.data.image import safe_reason
+    from doctorsun.data.pixels import safe_reason
 
     try:
         if suffix == ".dcm":
@@ -179,3 +182,21 @@ def _as_file(data: bytes, suffix: str):
         if fd >= 0:
             os.close(fd)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_context(engine: Engine, tokenizer, conversation, n_images: int, max_new_tokens: int) -> None:
+    """Refuse a prompt that, with ``max_tokens`` more, would not fit the LLM's context."""
+    text_config = getattr(engine.model.config, "text_config", engine.model.config)
+    context = getattr(text_config, "max_position_embeddings", None)
+    if not context:
+        return
+    text = engine.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    n += n_images * (max(1, getattr(engine.model.config, "image_seq_length", 1)) - 1)
+    if n + max_new_tokens > context:
+        raise RequestError(
+            f"the prompt ({n} tokens) plus max_tokens ({max_new_tokens}) is over the model's "
+            f"context of {context} tokens",
+            param="messages",
+            code="context_length_exceeded",
+        )

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.model.generate import GenerationSettings, user_message
+from doctorsun.model.chat import user_message
+from doctorsun.model.generate import GenerationSettings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a hospital network
 
@@ -82,8 +83,7 @@ def build_ui(batcher, config):
     import gradio as gr
 
     from doctorsun.data.image import load_image
-    from doctorsun.serve.api import check_context
-    from doctorsun.serve.messages import RequestError
+    from doctorsun.serve.messages import RequestError, check_context
 
     en = TEXT["en"]
     tokenizer = copy.deepcopy(batcher.engine.tokenizer)  # for counting, off the generating thread

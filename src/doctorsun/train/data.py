@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from doctorsun.data.tokenize import IGNORE, IMAGE_TOKEN, PLACEHOLDER, ChatTokenizer, pack
+from doctorsun.data.tokenize import IGNORE, ChatTokenizer, pack
 from doctorsun.errors import DoctorSunError
+from doctorsun.model.chat import IMAGE_TOKEN, PLACEHOLDER
 from doctorsun.train.config import DataConfig
 
 log = logging.getLogger(__name__)

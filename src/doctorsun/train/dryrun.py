@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from doctorsun.errors import DoctorSunError
+from doctorsun.model.checkpoint import llava_config
 from doctorsun.train.config import Recipe
 from doctorsun.train.parts import PartCounts, apply_parts, count_parts
 
@@ -37,25 +38,17 @@ def _read_json(path: Path) -> dict:
 
 def meta_model(recipe: Recipe):
     """The recipe's model on the meta device, from shipped facts or a local model dir's config."""
-    from transformers import AutoConfig, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import AutoConfig, LlavaConfig, LlavaForConditionalGeneration
 
     arch = recipe.architecture
     if arch.llm_config and arch.vision_config:
         llm = AutoConfig.for_model(**_read_json(recipe.arch_path(arch.llm_config)))
-        vision_facts = _read_json(recipe.arch_path(arch.vision_config))
-        vision_facts = vision_facts.get("vision_config", vision_facts)
-        vision_facts.pop("model_type", None)
-        vision = CLIPVisionConfig(**vision_facts)
-        llm.vocab_size += 1  # the <image> token build_model adds
+        vision = vision_config(_read_json(recipe.arch_path(arch.vision_config)))
         proj = recipe.build.projector if recipe.build else None
-        strategy = getattr(proj, "select_strategy", "default")
-        strategy = "default" if strategy == "auto" else strategy
-        grid = vision.image_size // vision.patch_size
-        config = LlavaConfig(vision_config=vision, text_config=llm, image_token_index=llm.vocab_size - 1,
-                             image_seq_length=grid * grid + (1 if strategy == "full" else 0),
-                             vision_feature_select_strategy=strategy,
-                             vision_feature_layer=getattr(proj, "feature_layer", -2),
-                             tie_word_embeddings=bool(getattr(llm, "tie_word_embeddings", False)))
+        # The tokenizer gets one more token, <image>, as build_model adds it.
+        config = llava_config(vision, llm, vocab_size=llm.vocab_size + 1, image_token_id=llm.vocab_size,
+                              strategy=getattr(proj, "select_strategy", "auto"),
+                              feature_layer=getattr(proj, "feature_layer", -2))
     elif recipe.model is not None:
         from doctorsun.train.stages.base import resolve_model_dir
 
@@ -68,6 +61,24 @@ def meta_model(recipe: Recipe):
                              "(config.json facts shipped with the recipe) or a local model dir")
     with torch.device("meta"):
         return LlavaForConditionalGeneration(config)
+
+
+def vision_config(facts: dict):
+    """A CLIP or SigLIP vision config from a config.json (a vision model's, or a whole CLIP/SigLIP's)."""
+    from transformers import AutoConfig
+
+    facts = dict(facts)
+    model_type = facts.pop("model_type", "clip_vision_model")
+    nested = facts.get("vision_config")
+    if isinstance(nested, dict):  # a full CLIP/SigLIP config: its vision half
+        facts, model_type = dict(nested), f"{model_type.removesuffix('_vision_model')}_vision_model"
+        facts.pop("model_type", None)
+    if not model_type.endswith("_vision_model"):
+        model_type += "_vision_model"
+    try:
+        return AutoConfig.for_model(model_type, **facts)
+    except ValueError as exc:
+        raise DoctorSunError(f"architecture facts: unknown vision model type {model_type!r} ({exc})") from None
 
 
 @dataclass

@@ -17,7 +17,6 @@ import logging
 import re
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from doctorsun.errors import DoctorSunError
@@ -85,20 +84,6 @@ def _lora_regex(part: str, targets: list[str], blocks: list[int] | None = None) 
         return rf"(?:{prefixes}).*\.(?:{names})"
     within = "|".join(str(b) for b in blocks)
     return rf"(?:{prefixes})(?:.*\.)?layers\.(?:{within})\..*\.(?:{names})"
-
-
-def lora_modules(model: nn.Module, parts: PartsConfig) -> dict[str, nn.Linear]:
-    """The linear layers LoRA would adapt under ``parts``, by name."""
-    found: dict[str, nn.Linear] = {}
-    for part, cfg in parts.items():
-        if cfg.mode != "lora":
-            continue
-        pattern = re.compile(_lora_regex(part, cfg.targets or DEFAULT_LORA_TARGETS[part],
-                                         chosen_blocks(model, part, cfg.layers)))
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Linear) and pattern.fullmatch(name):
-                found[name] = module
-    return found
 
 
 @dataclass
@@ -184,8 +169,3 @@ def merge(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable tensors by name: what a resumable checkpoint must hold."""
-    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}

@@ -28,6 +28,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from doctorsun.data.tokenize import IGNORE
 from doctorsun.errors import DoctorSunError
+from doctorsun.files import atomic_path, replace_dir, write_text
 from doctorsun.train.config import Recipe
 
 log = logging.getLogger(__name__)
@@ -209,11 +210,8 @@ class StageTrainer(Trainer):
             self.args.output_dir = str(run_dir)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            (staging / name / "recipe.yaml").write_text(self.recipe.to_yaml(), encoding="utf-8")
-            final = run_dir / name
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging / name, final)
+            write_text(staging / name / "recipe.yaml", self.recipe.to_yaml())
+            replace_dir(staging / name, run_dir / name)
             shutil.rmtree(staging, ignore_errors=True)
             for old in checkpoints(run_dir)[: -self.args.save_total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -281,8 +279,9 @@ def plot_loss(log_path: Path, png: Path, title: str) -> Path | None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, png)
+    try:
+        with atomic_path(png, suffix=".png") as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return png

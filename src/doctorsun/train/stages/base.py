@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from doctorsun.data.io import write_text_atomic
 from doctorsun.errors import DoctorSunError
+from doctorsun.files import write_json, write_text
 from doctorsun.train.config import Recipe
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Stage:
         summary = self.save()
         summary["wall_s"] = round(time.time() - t0, 1)
         if self.is_main:
-            write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+            write_json(self.out / "summary.json", summary)
         return summary
 
     @property
@@ -91,10 +91,10 @@ class Stage:
         elif self.is_main and (self.out / LOG_FILE).exists():
             (self.out / LOG_FILE).unlink()  # a fresh run starts a fresh log
         if self.is_main:
-            write_text_atomic(self.out / "recipe.yaml", self.recipe.to_yaml())
+            write_text(self.out / "recipe.yaml", self.recipe.to_yaml())
             if self.problems:
                 lines = [json.dumps({"id": rid, "reason": why}, ensure_ascii=False) for rid, why in self.problems]
-                write_text_atomic(self.out / "problems.jsonl", "\n".join(lines) + "\n")
+                write_text(self.out / "problems.jsonl", "\n".join(lines) + "\n")
         result = self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         self.metrics = dict(result.metrics)
 
@@ -128,7 +128,7 @@ class Stage:
             meta = {"stage": self.recipe.stage, "recipe": self.recipe.to_dict(), "summary": summary,
                     "data": self.data_report}
             save_model(model, self.processor, self.out / MODEL_SUBDIR, meta=meta)
-            write_text_atomic(self.out / MODEL_SUBDIR / "recipe.yaml", self.recipe.to_yaml())
+            write_text(self.out / MODEL_SUBDIR / "recipe.yaml", self.recipe.to_yaml())
             plot_loss(self.out / LOG_FILE, self.out / "loss.png", f"{self.recipe.stage} stage")
             log.info("%s stage: %d steps, model in %s", self.recipe.stage, summary["steps"], summary["model_dir"])
         self.trainer.accelerator.wait_for_everyone()

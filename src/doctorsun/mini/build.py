@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from doctorsun.data.mini.card import write_card
-from doctorsun.data.mini.general import general_records, general_views
-from doctorsun.data.mini.questions import balance_closed, caption_records, item_records, plan_items
-from doctorsun.data.mini.sources import MEDICAL, Source
-from doctorsun.data.mini.text import text_records
-from doctorsun.data.mini.views import View, assign, augment, prepare, rng_for
 from doctorsun.errors import DoctorSunError
+from doctorsun.files import atomic_dir
+from doctorsun.mini.card import write_card
+from doctorsun.mini.general import general_records, general_views
+from doctorsun.mini.questions import balance_closed, caption_records, item_records, plan_items
+from doctorsun.mini.sources import MEDICAL, Source
+from doctorsun.mini.text import text_records
+from doctorsun.mini.views import View, assign, augment, prepare, rng_for
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +51,10 @@ def build_mini(out: Path, seed: int = 0) -> dict:
     start = time.time()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
     except OSError as exc:
         raise DoctorSunError(f"cannot write {out}: {exc.strerror or exc}") from None
-    try:
+    with atomic_dir(out, prefix="building") as staging:
         summary = _build_into(staging, seed)
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("%s built in %s in %.1f s: %s", NAME, out, time.time() - start, summary["records"])
     return summary
 
@@ -77,16 +71,6 @@ def _is_mini(folder: Path) -> bool:
         return json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("name") == NAME
     except (OSError, ValueError):
         return False
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{staging.name.rsplit('-', 1)[-1]}")
-        out.rename(old)
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _medical_views(seed: int) -> list[tuple[Source, View]]:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from doctorsun.data.image import NAMED_WINDOWS, load_image
-from doctorsun.data.mini.vocab import PLANE_WORDS, WINDOW_NAMES
+from doctorsun.data.image import load_image
+from doctorsun.data.pixels import NAMED_WINDOWS
 from doctorsun.errors import DoctorSunError
+from doctorsun.mini.vocab import PLANE_WORDS, WINDOW_NAMES
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ from typing import Any
 
 from doctorsun import __version__
 from doctorsun.errors import DoctorSunError
+from doctorsun.files import atomic_dir
+from doctorsun.model.chat import format_of
+from doctorsun.model.checkpoint import read_meta, write_meta
+from doctorsun.model.io import load_model
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +93,6 @@ def export(
     """Write ``model_dir`` (merged with its LoRA when it is an adapter) to ``out``; returns ``out``."""
     import torch
 
-    from doctorsun.model.io import META_FILE, atomic_dir, read_meta
-
     out = Path(out)
     model, processor, meta = load_merged(Path(model_dir), base, allow_pickle)
     if dtype:
@@ -100,12 +102,7 @@ def export(
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
-        record = {
-            "doctorsun_version": __version__,
-            **meta,
-            "export": {"source": str(model_dir), "dtype": str(model.dtype).removeprefix("torch.")},
-        }
-        (tmp / META_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        write_meta(tmp, {**meta, "export": {"source": str(model_dir), "dtype": str(model.dtype).removeprefix("torch.")}})
         (tmp / "README.md").write_text(model_card(model, processor, name, read_meta(tmp)))
         stray = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
         if stray:
@@ -116,8 +113,6 @@ def export(
 
 def load_merged(model_dir: Path, base: str | None, allow_pickle: bool):
     """``(model, processor, provenance)``; an adapter dir is merged into its base through peft."""
-    from doctorsun.model.io import load_model, read_meta
-
     adapter_config = model_dir / "adapter_config.json"
     if not adapter_config.is_file():
         model, processor = load_model(model_dir)
@@ -179,12 +174,10 @@ def _vllm_command(args: argparse.Namespace) -> list[str]:
 
 def model_card(model, processor, name: str, meta: dict[str, Any]) -> str:
     """README.md: what the model is, how to load and serve it, and that it is not medical advice."""
-    from doctorsun.model.templates import detect_template
-
     cfg = model.config
     vision, text = cfg.vision_config, cfg.text_config
     params = sum(p.numel() for p in model.parameters())
-    template = detect_template(processor.tokenizer.get_vocab())
+    template = format_of(processor).name
     source = meta.get("import", {}).get("path") or meta.get("build", {}).get("llm") or "a DoctorSun model"
     return CARD.format(
         name=name,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctorsun.data.mini.general import GENERAL, VIEWS_PER_IMAGE
-from doctorsun.data.mini.sources import MEDICAL
-from doctorsun.data.mini.text import FACTS
-from doctorsun.data.mini.views import SIZE
+from doctorsun.mini.general import GENERAL, VIEWS_PER_IMAGE
+from doctorsun.mini.sources import MEDICAL
+from doctorsun.mini.text import FACTS
+from doctorsun.mini.views import SIZE
 
 PURPOSE = {
     "align_train.jsonl": "captions of training views (alignment stage)",

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from doctorsun.data.deid import PROFILE
-from doctorsun.data.mini import build_mini
-from doctorsun.data.mini.build import FILES
-from doctorsun.data.mini.sources import MEDICAL
-from doctorsun.data.mini.vocab import ATTRIBUTES, OVERLAPS
 from doctorsun.data.records import validate
 from doctorsun.errors import DoctorSunError
+from doctorsun.mini import build_mini
+from doctorsun.mini.build import FILES
+from doctorsun.mini.sources import MEDICAL
+from doctorsun.mini.vocab import ATTRIBUTES, OVERLAPS
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -160,7 +160,7 @@ def _source_identifiers() -> set[str]:
     """Every identifying value (name, ID, date, institution...) in the DICOM files the set is made from."""
     import pydicom
 
-    from doctorsun.data.mini.sources import pydicom_file
+    from doctorsun.mini.sources import pydicom_file
 
     values = set()
     for source in MEDICAL:

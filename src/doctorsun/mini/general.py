@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from doctorsun.data.image import load_image
-from doctorsun.data.mini.sources import GENERAL, General, skimage_file
-from doctorsun.data.mini.views import View, augment, prepare, rng_for
-from doctorsun.data.mini.vocab import ATTRIBUTES, GENERAL_CAPTION_INSTRUCTIONS, NO, YES
 from doctorsun.data.prompts import closed_prompt, open_prompt, with_image
+from doctorsun.mini.sources import GENERAL, General, skimage_file
+from doctorsun.mini.views import View, augment, prepare, rng_for
+from doctorsun.mini.vocab import ATTRIBUTES, GENERAL_CAPTION_INSTRUCTIONS, NO, YES
 
 VIEWS_PER_IMAGE = 5
 CROP = (0.8, 1.0)

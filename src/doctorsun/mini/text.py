@@ -6,7 +6,7 @@ check every line; nothing here is clinical advice.
 
 from __future__ import annotations
 
-from doctorsun.data.image import NAMED_WINDOWS
+from doctorsun.data.pixels import NAMED_WINDOWS
 from doctorsun.data.prompts import open_prompt
 
 # (topic, English question, English answer, Chinese question, Chinese answer)

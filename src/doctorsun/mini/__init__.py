@@ -1,5 +1,5 @@
 """SunMed-VL-mini: a small bilingual medical image-text set built from images that installed packages ship."""
 
-from doctorsun.data.mini.build import build_mini
+from doctorsun.mini.build import build_mini
 
 __all__ = ["build_mini"]

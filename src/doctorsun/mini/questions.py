@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from doctorsun.data.mini.sources import Source
-from doctorsun.data.mini.views import View
-from doctorsun.data.mini.vocab import ATTRIBUTES, CAPTION_INSTRUCTIONS, NO, OVERLAPS, YES
 from doctorsun.data.prompts import closed_prompt, mcq_answer, mcq_prompt, open_prompt, with_image
+from doctorsun.mini.sources import Source
+from doctorsun.mini.views import View
+from doctorsun.mini.vocab import ATTRIBUTES, CAPTION_INSTRUCTIONS, NO, OVERLAPS, YES
 
 LANGS = ("en", "zh")
 SOURCE = "sunmed-vl-mini"
@@ -93,10 +93,6 @@ def balance_closed(items: list[Item], rng: np.random.Generator) -> None:
             item.asked = item.gold if truth else wrong[int(rng.integers(len(wrong)))]
 
 
-def _template(options: tuple[str, ...], rng: np.random.Generator) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
 def item_records(item: Item, rng: np.random.Generator, split: str) -> list[dict]:
     """The en and zh records of one item (same template index and option order in both)."""
     attr = ATTRIBUTES[item.attribute]
@@ -143,8 +139,8 @@ def _base_record(item: Item, split: str, lang: str) -> dict:
 
 def caption_records(source: Source, view: View, rng: np.random.Generator) -> list[dict]:
     """One caption per language: a description of the source, with the plane and CT window of the view."""
-    from doctorsun.data.mini.sources import window_sentence
-    from doctorsun.data.mini.vocab import PLANE_WORDS
+    from doctorsun.mini.sources import window_sentence
+    from doctorsun.mini.vocab import PLANE_WORDS
 
     which = int(rng.integers(len(source.captions)))
     instruction = int(rng.integers(1 << 30))

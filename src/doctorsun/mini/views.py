@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from doctorsun.data.image import pad_to_square
-from doctorsun.data.mini.sources import Base
+from doctorsun.mini.sources import Base
 
 SIZE = 128
 """Side of every stored view in pixels (the mini model resizes to 64)."""

@@ -9,7 +9,6 @@ the existing rows, so its logit is the mean logit and greedy decoding never pick
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,11 @@ from typing import Any
 import torch
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.serve.checkpoint import write_sharded
+from doctorsun.files import atomic_dir
+from doctorsun.model.assemble import make_processor, prepare_tokenizer
+from doctorsun.model.chat import IMAGE_TOKEN, choose_format
+from doctorsun.model.checkpoint import generation_config, llava_config, write_meta
+from doctorsun.model.weights import write_sharded
 
 log = logging.getLogger(__name__)
 
@@ -50,66 +53,25 @@ class Plan:
 
 def write_model(plan: Plan, out: Path, chat_template: str = "auto", dtype: str | None = None) -> Path:
     """Check every tensor against the transformers model it must load into, then write the model dir."""
-    from doctorsun import __version__
-    from doctorsun.model.assemble import make_processor, prepare_tokenizer
-    from doctorsun.model.io import META_FILE, atomic_dir
-    from doctorsun.model.templates import detect_template
-
     tokenizer = plan.tokenizer
-    template = detect_template(tokenizer.get_vocab()) if chat_template == "auto" else chat_template
+    fmt = choose_format(chat_template, tokenizer)
     prepare_tokenizer(tokenizer)  # adds <image> (and a pad token) when missing
-    config = llava_config(plan, len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"))
+    config = llava_config(plan.vision_config, plan.text_config, vocab_size=len(tokenizer),
+                          image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                          strategy=plan.select_strategy, feature_layer=plan.feature_layer)
     tensors = checked_tensors(plan, config)
     cast = getattr(torch, dtype) if dtype else None
     first = tensors.get("model.language_model.embed_tokens.weight", next(iter(tensors.values())))
     config.dtype = str(cast or first().dtype).removeprefix("torch.")
-    has_cls = plan.vision_config.model_type.startswith("clip")
-    processor = make_processor(
-        plan.image_processor,
-        tokenizer,
-        plan.vision_config.patch_size,
-        plan.select_strategy,
-        has_cls,
-        template,
-    )
-    tokenizer.chat_template = processor.chat_template  # for tools that read only the tokenizer
-    meta = {
-        "doctorsun_version": __version__,
-        "stage": "import",
-        "import": {**plan.source, "chat_template": template},
-    }
+    processor = make_processor(plan.image_processor, tokenizer, plan.vision_config, plan.select_strategy, fmt)
     with atomic_dir(out) as tmp:
         config.save_pretrained(tmp)
         write_sharded(_in_order(tensors, cast), tmp)
-        generation_config(tokenizer, template).save_pretrained(tmp)
+        generation_config(tokenizer, fmt).save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-    log.info(
-        "imported %s into %s (%d tensors, template %s)", plan.source.get("path"), out, len(tensors), template
-    )
+        write_meta(tmp, {"stage": "import", "import": {**plan.source, "chat_template": fmt.name}})
+    log.info("imported %s into %s (%d tensors, template %s)", plan.source.get("path"), out, len(tensors), fmt.name)
     return out
-
-
-def llava_config(plan: Plan, vocab_size: int, image_token_id: int):
-    """The ``LlavaConfig`` of the converted model (as ``doctorsun build`` makes it)."""
-    from transformers import LlavaConfig
-
-    text_config, vision_config = plan.text_config, plan.vision_config
-    text_config.vocab_size = max(text_config.vocab_size, vocab_size)
-    has_cls = vision_config.model_type.startswith("clip")
-    grid = vision_config.image_size // vision_config.patch_size
-    config = LlavaConfig(
-        vision_config=vision_config,
-        text_config=text_config,
-        image_token_index=image_token_id,
-        image_seq_length=grid * grid + (1 if plan.select_strategy == "full" and has_cls else 0),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy=plan.select_strategy,
-        vision_feature_layer=plan.feature_layer,
-        tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
-    )
-    config.architectures = ["LlavaForConditionalGeneration"]
-    return config
 
 
 def checked_tensors(plan: Plan, config) -> dict[str, Callable[[], torch.Tensor]]:
@@ -149,22 +111,6 @@ def _in_order(tensors, cast) -> Iterator[tuple[str, torch.Tensor]]:
     for name in sorted(tensors):
         t = tensors[name]()
         yield name, t.to(cast) if cast is not None else t
-
-
-def generation_config(tokenizer, template: str):
-    """Greedy by default; stop at the template's end-of-turn token and at EOS."""
-    from transformers import GenerationConfig
-
-    from doctorsun.model.templates import STOP_TOKENS
-
-    stop = STOP_TOKENS[template] or tokenizer.eos_token
-    return GenerationConfig(
-        eos_token_id=sorted({tokenizer.convert_tokens_to_ids(stop), tokenizer.eos_token_id}),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        do_sample=False,
-        max_new_tokens=256,
-    )
 
 
 def _grow_vocab(weight: torch.Tensor, rows: int) -> torch.Tensor:
