@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 QUESTIONS = [("Is this a CT image?", "yes", "CLOSED"), ("Which organ is shown?", "liver", "OPEN"),
-             ("Is there a fracture?", "no", "CLOSED"), ("What abnormality is seen in the left lung?",
-                                                         "a nodule", "OPEN"),
+             ("Is there a fracture?", "no", "CLOSED"),
+             ("What abnormality is seen in the left lung?", "a nodule", "OPEN"),
              ("这张图片是MRI吗？", "否", "CLOSED"), ("图中显示的是哪个器官？", "肝脏", "OPEN")]
 
 
@@ -46,14 +46,16 @@ def build_model(llm: str, out: Path) -> tuple[Path, str]:
     from doctorsun.model import BuildConfig, VisionConfig, build_model, save_model
     from doctorsun.model.llm import load_llm
 
-    vision = VisionConfig(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+    vision = VisionConfig(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
+                          num_attention_heads=2,
                           intermediate_size=128)
     if llm == "tiny":
         _, tok = load_llm("smollm2-135m")
         torch.manual_seed(0)
         cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id,
                           pad_token_id=tok.pad_token_id)
         LlamaForCausalLM(cfg).save_pretrained(out / "llm")
         tok.save_pretrained(out / "llm")
@@ -77,7 +79,8 @@ def write_items(root: Path, n: int) -> list[dict]:
         prompt = closed_prompt(question, lang) if kind == "CLOSED" else open_prompt(question, lang)
         side = (48, 64, 96)[i % 3]
         Image.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)).save(root / f"{i}.png")
-        records.append({"id": f"q{i}", "image": f"{i}.png", "lang": lang, "source": "bench", "answer_type": kind,
+        records.append({"id": f"q{i}", "image": f"{i}.png", "lang": lang, "source": "bench",
+                        "answer_type": kind,
                         "task": "vqa-closed" if kind == "CLOSED" else "vqa-open",
                         "conversations": [{"from": "human", "value": with_image(prompt)},
                                           {"from": "gpt", "value": answer}]})
@@ -91,7 +94,8 @@ def timed_run(engine, records, root: Path, out: Path, batch_size: int, max_new_t
     config = EvalConfig(bench="sunmed-vl-mini", batch_size=batch_size, max_new_tokens=max_new_tokens)
     scores = evaluate(engine, records, config, image_root=root, out_dir=out)
     preds = [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
-    return {"seconds": scores["provenance"]["generation_seconds"], "items_per_s": scores["provenance"]["items_per_s"],
+    return {"seconds": scores["provenance"]["generation_seconds"],
+            "items_per_s": scores["provenance"]["items_per_s"],
             "predictions": preds}
 
 
@@ -107,13 +111,16 @@ def main() -> None:
         engine = Engine.load(model_dir, dtype=args.dtype, device=args.device)
         (tmp / "items").mkdir()
         records = write_items(tmp / "items", args.items)
-        print(f"model: {label}\nitems: {args.items}, max_new_tokens: {args.max_new_tokens}, device: {args.device}, "
+        print(f"model: {label}\nitems: {args.items}, max_new_tokens: {args.max_new_tokens}, device: "
+              f"{args.device}, "
               f"torch threads: {torch.get_num_threads()} (setup {time.perf_counter() - t0:.1f} s)\n"
-              f"load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other work skews both runs)")
+              f"load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other work skews "
+              f"both runs)")
         timed_run(engine, records[: args.batch_size], tmp / "items", tmp / "warmup", args.batch_size,
                   args.max_new_tokens)  # first calls pay one-off costs; keep them out of both timings
         single = timed_run(engine, records, tmp / "items", tmp / "single", 1, args.max_new_tokens)
-        batched = timed_run(engine, records, tmp / "items", tmp / "batched", args.batch_size, args.max_new_tokens)
+        batched = timed_run(engine, records, tmp / "items", tmp / "batched", args.batch_size,
+                            args.max_new_tokens)
     for name, run in (("one at a time (batch 1)", single), (f"batched (batch {args.batch_size})", batched)):
         print(f"{name + ':':32}{run['items_per_s']:8.2f} items/s  ({run['seconds']:.2f} s)")
     print(f"{'ratio batched / one at a time:':32}{batched['items_per_s'] / single['items_per_s']:8.2f}x")

@@ -68,7 +68,8 @@ def build(args, data: Path):
     from doctorsun.train.data import build_sample_set
     from doctorsun.train.parts import apply_parts
 
-    model, processor = build_model(BuildConfig(llm=args.llm, vision=VisionConfig(image_size=64, patch_size=16)))
+    model, processor = build_model(BuildConfig(llm=args.llm,
+                                               vision=VisionConfig(image_size=64, patch_size=16)))
     dataset, _, _ = build_sample_set(DataConfig(train=[str(data / "instruct_train.jsonl")], max_length=256),
                                      processor, model.config.image_seq_length, seed=0)
     parts = PartsConfig(vision=PartConfig("frozen"), projector=PartConfig("full"),
@@ -162,9 +163,11 @@ def main() -> None:
             from doctorsun.mini import build_mini
 
             build_mini(data)
-        results = {kind: run_loop(kind, args, data, tmp) for kind in ("llava-style", "doctorsun", "padding-free")}
+        kinds = ("llava-style", "doctorsun", "padding-free")
+        results = {kind: run_loop(kind, args, data, tmp) for kind in kinds}
     ours, theirs = results["doctorsun"], results["llava-style"]
-    print(f"\ntraining throughput, {args.llm} + mini ViT, projector + LoRA r16, micro-batch {args.micro_batch}, "
+    print(f"\ntraining throughput, {args.llm} + mini ViT, projector + LoRA r16, micro-batch "
+          f"{args.micro_batch}, "
           f"{args.device} {args.dtype}, {args.steps} timed steps each")
     print(f"measured dense {args.dtype} matmul (2048^3): {peak / 1e9:,.1f} GFLOP/s")
     print(f"{'loop':<13} {'tokens/s':>10} {'padding':>8} {'s/step':>8} {'GFLOP/s':>9} {'share of matmul':>16}")

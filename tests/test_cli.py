@@ -16,7 +16,8 @@ def test_chat_answers_about_a_dicom(chatty_model_dir, dicom_ct):
     from doctorsun.data.image import load_image
     from doctorsun.model.generate import Engine, GenerationSettings
 
-    expected = Engine.load(chatty_model_dir).answer("What modality?", load_image(dicom_ct), GenerationSettings(4))
+    engine = Engine.load(chatty_model_dir)
+    expected = engine.answer("What modality?", load_image(dicom_ct), GenerationSettings(4))
     assert expected and res.stdout.strip() == expected
 
 

@@ -26,7 +26,8 @@ VERBS: dict[str, tuple[str, str]] = {
 # Subcommands a verb's group gets from another room: verb -> {name: (module, one-line help)}. The data
 # library knows nothing of the SunMed-VL-mini builder that sits on top of it; the CLI joins them.
 SUBVERBS: dict[str, dict[str, tuple[str, str]]] = {
-    "data": {"mini": ("doctorsun.mini.commands", "build SunMed-VL-mini from images that installed packages ship")},
+    "data": {"mini": ("doctorsun.mini.commands",
+                      "build SunMed-VL-mini from images that installed packages ship")},
 }
 
 
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             _parser(None).print_help()
             return 2
         logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s"
         )
         for noisy in ("httpx", "urllib3", "filelock"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -24,7 +24,8 @@ from doctorsun.files import write_json
 log = logging.getLogger(__name__)
 
 STAGES = ("1-text", "2-vision", "3-align", "4-finetune", "4b-compare", "4c-consolidate")
-HEADLINE = (("closed_accuracy", "closed accuracy"), ("open_recall", "open recall"), ("mcq_accuracy", "MCQ accuracy"))
+HEADLINE = (("closed_accuracy", "closed accuracy"), ("open_recall", "open recall"),
+            ("mcq_accuracy", "MCQ accuracy"))
 
 
 def default_recipes() -> Path:
@@ -33,7 +34,8 @@ def default_recipes() -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="where data, checkpoints and reports go")
-    p.add_argument("--recipes", default=None, help="folder of the mini recipes (default: the repo's recipes/mini)")
+    p.add_argument("--recipes", default=None,
+                   help="folder of the mini recipes (default: the repo's recipes/mini)")
     p.add_argument("--eval-limit", type=int, default=144,
                    help="held-out questions to score (a seeded sample of the test split; 0: all)")
     p.add_argument("--eval-batch", type=int, default=16, help="questions answered together")
@@ -60,7 +62,8 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
         key, sep, value = item.partition("=")
         stage, dot, rest = key.partition(".")
         if not sep or not dot or stage not in per:
-            raise DoctorSunError(f"--set {item!r} must look like STAGE.KEY=VALUE with STAGE in {', '.join(STAGES)}")
+            raise DoctorSunError(f"--set {item!r} must look like STAGE.KEY=VALUE with STAGE in "
+                                 f"{', '.join(STAGES)}")
         per[stage][rest] = read_yaml(value) if value.strip() else None
     return per
 
@@ -97,7 +100,8 @@ def score(engine, records, data: Path, out: Path, args, blank: bool = False) -> 
     from doctorsun.eval.runner import evaluate
 
     # Every quickstart run trains anew: earlier answers are stale, so no resume.
-    config = EvalConfig(bench="sunmed-vl-mini", batch_size=args.eval_batch, max_new_tokens=12, blank_image=blank,
+    config = EvalConfig(bench="sunmed-vl-mini", batch_size=args.eval_batch, max_new_tokens=12,
+                        blank_image=blank,
                         seed=args.seed, resume=False)
     scores = evaluate(engine, records, config, image_root=data, out_dir=out, data_file=data / "test.jsonl",
                       model_name=engine.name)
@@ -128,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     recipes = Path(args.recipes) if args.recipes else default_recipes()
     if not recipes.is_dir():
-        raise DoctorSunError(f"mini recipes not found in {recipes} (run from a source checkout, or give --recipes)")
+        raise DoctorSunError(f"mini recipes not found in {recipes} (run from a source checkout, or give "
+                             f"--recipes)")
     per = stage_overrides(out, args.overrides)
     loaded = {s: load_recipe(recipes / f"{s}.yaml", per[s]) for s in STAGES}
     timings: dict[str, float] = {}
@@ -145,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.time()
     built = load_input(loaded["1-text"])
-    results = {"untrained": score(Engine(*built, name="untrained"), records, data, out / "eval" / "before", args)}
+    results = {"untrained": score(Engine(*built, name="untrained"), records, data, out / "eval" / "before",
+                                  args)}
     lap("eval before", start)
 
     for stage in STAGES:
@@ -162,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     lap("eval after", start)
 
     total = time.time() - t0
-    report = {"results": results, "n_questions": len(records), "timings_s": timings, "total_s": round(total, 1),
+    report = {"results": results, "n_questions": len(records), "timings_s": timings,
+              "total_s": round(total, 1),
               "model": str(final)}
     write_json(out / "quickstart.json", report)
     print()

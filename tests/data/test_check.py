@@ -35,9 +35,11 @@ def data_file(tmp_path):
         "two-placeholders": rec("two-placeholders", human="<image>\n<image>\nCompare."),
         "empty-turn": rec("empty-turn", gpt="   "),
         "not-alternating": rec("not-alternating") | {"conversations": [
-            {"from": "human", "value": "<image>\nq"}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+            {"from": "human", "value": "<image>\nq"}, {"from": "human", "value": "q"},
+            {"from": "gpt", "value": "a"}]},
         "gpt-first": rec("gpt-first") | {"conversations": [
-            {"from": "gpt", "value": "hello"}, {"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "a"}]},
+            {"from": "gpt", "value": "hello"}, {"from": "human", "value": "<image>\nq"},
+            {"from": "gpt", "value": "a"}]},
         "no-task": {k: v for k, v in rec("no-task").items() if k != "task"},
         "bad-lang": rec("bad-lang", lang="de"),
         "bad-task": rec("bad-task", task="chitchat"),

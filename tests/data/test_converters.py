@@ -86,8 +86,8 @@ def test_slake_keeps_both_languages(sets):
     assert zh["conversations"][0]["value"].startswith(f"<image>\n{CLOSED_SUFFIX['zh']}")
     assert answer(records["slake-test-11935"]) == "yes"  # "Yes" in the file
     meta = records["slake-test-11936"]["meta"]
-    assert (meta["modality"], meta["location"], meta["content_type"], meta["q_lang"]) == ("MRI", "Brain",
-                                                                                         "Modality", "en")
+    fields = (meta["modality"], meta["location"], meta["content_type"], meta["q_lang"])
+    assert fields == ("MRI", "Brain", "Modality", "en")
     assert records["slake-test-11934"]["image"] == "xmlab102/source.jpg"
     assert {r["lang"] for r in convert("slake", sets["slake"], lang="zh").records} == {"zh"}
     assert len(convert("slake", sets["slake"], split="validate").records) == 1
@@ -170,7 +170,8 @@ def test_llava_med(sets):
 def test_llava_med_questions_with_answers(tmp_path):
     questions = tmp_path / "qa50.jsonl"
     questions.write_text("\n".join(json.dumps(q) for q in [
-        {"question_id": 1, "image": "a.jpg", "text": "What is seen?\n<image>", "type": "conversation", "domain": {}},
+        {"question_id": 1, "image": "a.jpg", "text": "What is seen?\n<image>", "type": "conversation",
+         "domain": {}},
         {"question_id": 2, "image": "a.jpg", "text": "Any mass?", "type": "conversation"}]), encoding="utf-8")
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"question_id": 1, "prompt": "q", "text": "A nodule.", "answer_id": "x",
@@ -197,7 +198,8 @@ def test_pubmedqa(sets):
     first = by_id(result)["pubmedqa-21645374"]
     assert first["conversations"][0]["value"].startswith("Context: Programmed cell death")
     assert first["choices"] == ["yes", "no", "maybe"] and answer(first) == "A. yes"
-    assert [r["meta"]["pmid"] for r in convert("pubmedqa", sets["pubmedqa"], split="train").records] == ["9488747"]
+    assert [r["meta"]["pmid"] for r in convert("pubmedqa", sets["pubmedqa"],
+                                               split="train").records] == ["9488747"]
     alone = sets["pubmedqa"].parent.parent / "alone"
     alone.mkdir()
     (alone / "ori_pqal.json").write_bytes(sets["pubmedqa"].read_bytes())

@@ -75,7 +75,8 @@ def test_uids_are_remapped_consistently_per_salt():
     # a reference to another instance maps to what that instance's own UID becomes
     other = _identified()
     other.SOPInstanceUID = "1.2.3.4.5.6.7.8.9"
-    assert deidentify(other, salt="s1").SOPInstanceUID == a.ReferencedImageSequence[0].ReferencedSOPInstanceUID
+    assert deidentify(other,
+                      salt="s1").SOPInstanceUID == a.ReferencedImageSequence[0].ReferencedSOPInstanceUID
     assert a.SOPClassUID == _identified().SOPClassUID  # class UIDs say what it is, not who: kept
 
 

@@ -104,7 +104,8 @@ def test_voi_lut_sequence_is_applied(tmp_path):
 
 
 def test_monochrome1_is_inverted(tmp_path):
-    path = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), "dicomdirtests", "77654033", "CR1", "6154")
+    path = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), "dicomdirtests", "77654033",
+                        "CR1", "6154")
     ds = pydicom.dcmread(path)
     assert ds.PhotometricInterpretation == "MONOCHROME1"
     as_m1 = _grey(load_image(path))
@@ -144,7 +145,8 @@ def test_enhanced_multiframe_functional_groups(tmp_path):
     reference = _grey(load_image(get_testdata_file("CT_small.dcm"), window="30,150"))
     enhanced = copy.deepcopy(ds)
     transform, voi, group = Dataset(), Dataset(), Dataset()
-    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = ds.RescaleSlope, ds.RescaleIntercept, "HU"
+    transform.RescaleSlope, transform.RescaleIntercept = ds.RescaleSlope, ds.RescaleIntercept
+    transform.RescaleType = "HU"
     voi.WindowCenter, voi.WindowWidth = 30, 150
     group.PixelValueTransformationSequence, group.FrameVOILUTSequence = [transform], [voi]
     enhanced.SharedFunctionalGroupsSequence = [group]
@@ -154,7 +156,8 @@ def test_enhanced_multiframe_functional_groups(tmp_path):
 
 def test_dicom_pixel_limit(tmp_path):
     path = get_testdata_file("CT_small.dcm")
-    with pytest.raises(DoctorSunError, match=r"CT_small.dcm has 128x128 = 16384 pixels, over the 10000 limit"):
+    with pytest.raises(DoctorSunError,
+                       match=r"CT_small.dcm has 128x128 = 16384 pixels, over the 10000 limit"):
         load_image(path, max_pixels=10_000)
 
 

@@ -53,7 +53,8 @@ def test_nifti_planes_follow_the_radiological_convention(tmp_path, plane, index,
 def test_nifti_slicing_does_not_depend_on_the_stored_axis_order(tmp_path):
     data = _marked()
     plain = _volume(tmp_path, data, LAS, "plain.nii")
-    swapped = _volume(tmp_path, np.ascontiguousarray(data.transpose(2, 1, 0)), LAS[:, [2, 1, 0, 3]], "swapped.nii")
+    swapped = _volume(tmp_path, np.ascontiguousarray(data.transpose(2, 1, 0)), LAS[:, [2, 1, 0, 3]],
+                      "swapped.nii")
     for plane in ("axial", "coronal", "sagittal"):
         assert slice_count(plain, plane) == slice_count(swapped, plane)
         for k in (0, slice_count(plain, plane) // 2):

@@ -21,7 +21,8 @@ from doctorsun.errors import DoctorSunError
 
 def record(i: int, lang: str = "en", image: str | None = "img/a.png") -> dict:
     question = "这是什么？" if lang == "zh" else f"What is shown in {i}?"
-    r = {"id": f"r{i}", "conversations": [{"from": "human", "value": ("<image>\n" if image else "") + question},
+    r = {"id": f"r{i}", "conversations": [{"from": "human",
+                                           "value": ("<image>\n" if image else "") + question},
                                           {"from": "gpt", "value": "肺" if lang == "zh" else "lung"}],
          "lang": lang, "source": "unit", "task": "vqa-open", "meta": {"n": i}}
     if image:

@@ -13,8 +13,8 @@ from doctorsun.errors import DoctorSunError
 
 
 def recs(prefix: str, n: int, source: str, lang: str = "en") -> list[dict]:
-    return [{"id": f"{prefix}{i}", "conversations": [{"from": "human", "value": f"q{i}"},
-                                                   {"from": "gpt", "value": f"a{i}"}],
+    return [{"id": f"{prefix}{i}",
+             "conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}],
              "lang": lang, "source": source, "task": "text"} for i in range(n)]
 
 
@@ -22,7 +22,8 @@ MEDICAL = recs("m", 40, "pmc-vqa")
 GENERAL = recs("g", 30, "general", "zh")
 
 
-@pytest.mark.parametrize("ratio, n_general", [("1:0", 0), ("1:0.2", 8), ("1:0.5", 20), ("2:1", 20), ("0.75", 30)])
+@pytest.mark.parametrize("ratio, n_general",
+                         [("1:0", 0), ("1:0.2", 8), ("1:0.5", 20), ("2:1", 20), ("0.75", 30)])
 def test_exact_counts(ratio, n_general):
     records, report = mix(MEDICAL, GENERAL, ratio=ratio, seed=3)
     assert sum(r["source"] == "pmc-vqa" for r in records) == 40
@@ -71,12 +72,14 @@ def test_bad_ratios(bad):
 
 
 def test_cli_writes_records_and_report_with_rebased_images(tmp_path, capsys):
-    med = [r | {"image": "img.png", "conversations": [{"from": "human", "value": "<image>\nq"},
-                                                      {"from": "gpt", "value": "a"}]} for r in MEDICAL[:6]]
+    med = [r | {"image": "img.png",
+                "conversations": [{"from": "human", "value": "<image>\nq"},
+                                  {"from": "gpt", "value": "a"}]} for r in MEDICAL[:6]]
     write_records(med, tmp_path / "med" / "m.jsonl")
     write_records(GENERAL[:10], tmp_path / "gen" / "g.json")
     out = tmp_path / "out" / "mixed.jsonl"
-    args = ["data", "mix", "--medical", str(tmp_path / "med" / "m.jsonl"), "--general", str(tmp_path / "gen" / "g.json"),
+    args = ["data", "mix", "--medical", str(tmp_path / "med" / "m.jsonl"), "--general",
+            str(tmp_path / "gen" / "g.json"),
             "--ratio", "1:0.5", "--seed", "5", "--out", str(out)]
     assert main(args) == 0
     records, problems = read_records(out)

@@ -11,7 +11,8 @@ from doctorsun.data.records import answer, detect_lang, image_paths, validate
 from doctorsun.errors import DoctorSunError
 
 GOOD = {"id": "r1", "image": "a.png",
-        "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"}, {"from": "gpt", "value": "A CT."}],
+        "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"},
+                          {"from": "gpt", "value": "A CT."}],
         "lang": "en", "source": "unit", "task": "vqa-open"}
 
 
@@ -56,7 +57,8 @@ def test_field_errors(changes, expected):
 
 @pytest.mark.parametrize("turns, expected", [
     ([], "conversations must be a non-empty list"),
-    ([{"from": "gpt", "value": "hi"}, {"from": "human", "value": "<image>\nq"}], "first turn is not from human"),
+    ([{"from": "gpt", "value": "hi"}, {"from": "human", "value": "<image>\nq"}],
+     "first turn is not from human"),
     ([{"from": "human", "value": "<image>\nq"}, {"from": "human", "value": "q2"}], "do not alternate"),
     ([{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "  "}], "turn 2 (gpt) is empty"),
     ([{"from": "human", "value": "<image>\nq"}], "last turn is not from gpt"),

@@ -84,7 +84,8 @@ def test_only_assistant_tokens_have_labels_token_by_token(template, chatml, llam
         pieces = [("<|begin_of_text|>" + head.format("user") + "<image>\nWhich organ?<|eot_id|>"
                    + head.format("assistant"), False),
                   ("The liver.<|eot_id|>", True),
-                  (head.format("user") + "Any lesion? 有病灶吗？<|eot_id|>" + head.format("assistant"), False),
+                  (head.format("user") + "Any lesion? 有病灶吗？<|eot_id|>" + head.format("assistant"),
+                   False),
                   ("是的，有一个。<|eot_id|>", True)]
     ids, labels = collapse(sample["input_ids"], sample["labels"], tok.image_token_id)
     # every token falls in one run; the runs are exactly the prompt and answer texts, alternating
@@ -127,7 +128,8 @@ def test_training_prompt_is_exactly_what_inference_feeds(chatml):
         (record(answer="yes <image>"), 128, "2 <image> placeholder(s) for 1 image"),
         (record(turns=[{"from": "human", "value": "A long first question about the patient history?"},
                        {"from": "gpt", "value": "A long first answer."},
-                       {"from": "human", "value": "<image>\nAnd this scan?"}, {"from": "gpt", "value": "yes"}]),
+                       {"from": "human", "value": "<image>\nAnd this scan?"},
+                       {"from": "gpt", "value": "yes"}]),
          28, "would cut its <image> tokens"),
         (record(question="<image>\n" + "Describe every detail of this scan please. " * 6), 30,
          "no assistant tokens left"),
@@ -152,7 +154,8 @@ def test_truncation_keeps_image_and_some_answer(chatml):
 
 def test_tokenize_all_reports_bad_and_keeps_good(chatml):
     _, _, tok = chatml
-    records = [record("good-1"), record("bad-1", question="<image>\n<image>\nx"), record("good-2", answer="no")]
+    records = [record("good-1"), record("bad-1", question="<image>\n<image>\nx"),
+               record("good-2", answer="no")]
     samples, problems = tok.tokenize_all(records)
     assert [s["record"]["id"] for s in samples] == ["good-1", "good-2"]
     assert [rid for rid, _ in problems] == ["bad-1"]
@@ -163,7 +166,8 @@ def test_model_without_image_token_is_refused(tiny_llm_dir):
 
     from doctorsun.model.vision import image_processor_for
 
-    processor = LlavaProcessor(image_processor=image_processor_for(16), tokenizer=AutoTokenizer.from_pretrained(
+    processor = LlavaProcessor(image_processor=image_processor_for(16),
+                               tokenizer=AutoTokenizer.from_pretrained(
         tiny_llm_dir), patch_size=8, chat_template="{{ messages }}")
     with pytest.raises(DoctorSunError, match="no <image> token"):
         ChatTokenizer(processor, 4)
@@ -183,7 +187,8 @@ def test_packed_samples_do_not_see_each_other(chatml):
     assert all(row["labels"][s] == IGNORE for s in starts)
     pixels = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
-        packed = model(input_ids=torch.tensor([row["input_ids"]]), position_ids=torch.tensor([row["position_ids"]]),
+        packed = model(input_ids=torch.tensor([row["input_ids"]]),
+                       position_ids=torch.tensor([row["position_ids"]]),
                        pixel_values=pixels, use_cache=False).logits[0]
         alone_a = model(input_ids=torch.tensor([a["input_ids"]]), pixel_values=pixels[:1]).logits[0]
         alone_b = model(input_ids=torch.tensor([b["input_ids"]]), pixel_values=pixels[1:]).logits[0]

@@ -31,7 +31,8 @@ def engine(tiny_model_dir):
 
 
 def _turns(prompt: str, answer: str, image: bool = True) -> list[dict]:
-    return [{"from": "human", "value": with_image(prompt) if image else prompt}, {"from": "gpt", "value": answer}]
+    return [{"from": "human", "value": with_image(prompt) if image else prompt},
+            {"from": "gpt", "value": answer}]
 
 
 def write_sunmed_set(root: Path) -> Path:
@@ -46,15 +47,20 @@ def write_sunmed_set(root: Path) -> Path:
          "lang": "en", "source": "mini", "task": "vqa-closed", "answer_type": "CLOSED",
          "meta": {"modality": "CT", "region": "head"}},
         {"id": "c2", "image": "mri.png", "conversations": _turns(closed_prompt("这是CT图像吗？", "zh"), "否"),
-         "lang": "zh", "source": "mini", "task": "vqa-closed", "answer_type": "CLOSED", "meta": {"modality": "MRI"}},
-        {"id": "o1", "image": "mri.png", "conversations": _turns(open_prompt("Which organ is shown?"), "brain"),
-         "lang": "en", "source": "mini", "task": "vqa-open", "answer_type": "OPEN", "meta": {"modality": "MRI"}},
-        {"id": "o2", "image": "fundus.jpg", "conversations": _turns(open_prompt("这是什么图像？", "zh"), "眼底照片"),
+         "lang": "zh", "source": "mini", "task": "vqa-closed", "answer_type": "CLOSED",
+         "meta": {"modality": "MRI"}},
+        {"id": "o1", "image": "mri.png",
+         "conversations": _turns(open_prompt("Which organ is shown?"), "brain"),
+         "lang": "en", "source": "mini", "task": "vqa-open", "answer_type": "OPEN",
+         "meta": {"modality": "MRI"}},
+        {"id": "o2", "image": "fundus.jpg",
+         "conversations": _turns(open_prompt("这是什么图像？", "zh"), "眼底照片"),
          "lang": "zh", "source": "mini", "task": "vqa-open", "answer_type": "OPEN"},
-        {"id": "m1", "image": "ct.png", "conversations": _turns(mcq_prompt("Which modality?", choices),
-                                                                 mcq_answer(choices, 0)),
+        {"id": "m1", "image": "ct.png",
+         "conversations": _turns(mcq_prompt("Which modality?", choices), mcq_answer(choices, 0)),
          "lang": "en", "source": "mini", "task": "mcq", "answer_type": "CLOSED", "choices": choices},
-        {"id": "t1", "conversations": _turns(mcq_prompt("Which drug reverses heparin?", ["Protamine", "Vitamin K"]),
+        {"id": "t1",
+         "conversations": _turns(mcq_prompt("Which drug reverses heparin?", ["Protamine", "Vitamin K"]),
                                              "A. Protamine", image=False),
          "lang": "en", "source": "mini", "task": "mcq", "choices": ["Protamine", "Vitamin K"]},
         {"id": "bad-image", "image": "missing.png", "conversations": _turns("What is this?", "a scan"),

@@ -34,7 +34,8 @@ def test_benchmark_end_to_end(bench, tiny_model_dir, tmp_path, capsys):
     writer, groups = CASES[bench]
     data = writer(tmp_path / "data")
     out = tmp_path / "out"
-    rc = main(["eval", "--model", str(tiny_model_dir), "--bench", bench, "--data", str(data), "--out", str(out),
+    rc = main(["eval", "--model", str(tiny_model_dir), "--bench", bench, "--data", str(data), "--out",
+               str(out),
                "--max-new-tokens", "4", "--batch-size", "4"])
     assert rc == 0
     good, bad = public_sets.EXPECTED[writer.__name__.removeprefix("write_")]
@@ -58,7 +59,8 @@ def test_vqa_rad_reports_both_closed_counts(tmp_path):
     from doctorsun.eval.scoring import score_rows
 
     data = load_benchmark("vqa-rad", public_sets.write_vqa_rad(tmp_path))
-    rows = [{**prepare(r, data.image_root, BENCHMARKS["vqa-rad"]).row, "prediction": "yes"} for r in data.records]
+    rows = [{**prepare(r, data.image_root, BENCHMARKS["vqa-rad"]).row,
+             "prediction": "yes"} for r in data.records]
     llava = score_rows(rows)["metrics"]["llava_med"]
     assert (llava["n_closed"], llava["n_yesno"]) == (4, 3)
     assert llava["yesno_accuracy"] == pytest.approx(1 / 3)        # golds no, yes, no
@@ -77,7 +79,8 @@ def test_cmb_multiple_answer_questions(tmp_path):
 def test_sunmed_file_through_the_cli(tiny_model_dir, tmp_path):
     data = write_sunmed_set(tmp_path / "mini")
     out = tmp_path / "out"
-    assert main(["eval", "--model", str(tiny_model_dir), "--bench", "sunmed-vl-mini", "--data", str(data.parent),
+    assert main(["eval", "--model", str(tiny_model_dir), "--bench", "sunmed-vl-mini", "--data",
+                 str(data.parent),
                  "--out", str(out), "--max-new-tokens", "4", "--limit", "3", "--blank-image"]) == 0
     scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
     # the reader rejects the malformed record; the limit takes the first 3 good ones

@@ -18,7 +18,8 @@ def _run(engine, sunmed_file, out, **kw):
     records = load_jsonl(sunmed_file)
     kw.setdefault("batch_size", 4)
     config = EvalConfig(max_new_tokens=6, **kw)
-    return evaluate(engine, records, config, image_root=sunmed_file.parent, out_dir=out, data_file=sunmed_file)
+    return evaluate(engine, records, config, image_root=sunmed_file.parent, out_dir=out,
+                    data_file=sunmed_file)
 
 
 def _spy(monkeypatch, engine):
@@ -60,6 +61,9 @@ def test_outputs_scores_and_provenance(engine, sunmed_file, tmp_path):
     assert prov["versions"]["doctorsun"] and prov["generated"] == 6
     on_disk = json.loads((out / "scores.json").read_text(encoding="utf-8"))
     assert on_disk["closed_accuracy"] == scores["closed_accuracy"]
+    saved = json.loads((out / "eval_config.json").read_text(encoding="utf-8"))
+    assert EvalConfig.from_dict(saved) == EvalConfig(batch_size=4, max_new_tokens=6)
+    assert prov["config"] == saved
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "bad-image" in report and "by modality" in report and "MultiMedEval" in report
 
@@ -135,3 +139,16 @@ def test_limit_and_a_failing_batch(engine, sunmed_file, tmp_path, monkeypatch):
     scores = _run(engine, sunmed_file, tmp_path / "lim", limit=4)
     assert scores["n"] == 3 and scores["provenance"]["limit"] == 4
     assert [p["id"] for p in scores["problems"]] == ["o1"] and "boom" in scores["problems"][0]["reason"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bench": "vqa-med-2019"}, "unknown benchmark 'vqa-med-2019'"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 1"),
+    ({"limit": 0}, "limit must be >= 1"),
+])
+def test_eval_config_refuses_bad_values(fields, message):
+    with pytest.raises(DoctorSunError, match=message):
+        EvalConfig(**fields)
+    with pytest.raises(DoctorSunError, match="unknown eval config keys"):
+        EvalConfig.from_dict({"temperature": 0.7})

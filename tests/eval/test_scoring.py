@@ -59,7 +59,8 @@ def test_exact_match_and_mcq(scores):
     em = scores["metrics"]["exact_match"]
     assert em["accuracy"] == pytest.approx(1 / 5)                         # only row 3
     assert em["closed_accuracy"] == pytest.approx(1 / 3) and em["open_accuracy"] == 0.0
-    assert scores["metrics"]["mcq"] == {"huatuo": {"accuracy": 0.5, "n": 2}, "closest": {"accuracy": 0.0, "n": 2}}
+    assert scores["metrics"]["mcq"] == {"huatuo": {"accuracy": 0.5, "n": 2},
+                                        "closest": {"accuracy": 0.0, "n": 2}}
     assert scores["mcq_accuracy"] == 0.5 and scores["mcq_method"] == "huatuo"
     assert scores["n"] == 7
 

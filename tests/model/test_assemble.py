@@ -34,12 +34,16 @@ def test_mismatched_image_tokens_fail_loudly(tiny_model):
         model(input_ids=ids, pixel_values=inputs["pixel_values"], attention_mask=inputs["attention_mask"])
 
 
-def test_plain_transformers_loads_saved_model_with_same_logits(tiny_model_dir, tiny_model):
+def test_plain_transformers_loads_saved_model_with_same_logits(tiny_build_config, tmp_path):
+    """The model as built in memory, against what plain transformers reads back from its saved dir."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    ours, processor = tiny_model
-    theirs = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).eval()
-    their_processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    from doctorsun.model import save_model
+
+    ours, processor = build_model(tiny_build_config)
+    save_model(ours, processor, tmp_path / "saved")
+    theirs = AutoModelForImageTextToText.from_pretrained(tmp_path / "saved").eval()
+    their_processor = AutoProcessor.from_pretrained(tmp_path / "saved")
     a, b = _inputs(processor), _inputs(their_processor)
     assert torch.equal(a["input_ids"], b["input_ids"])
     with torch.no_grad():
@@ -52,7 +56,8 @@ def test_llm_inside_gives_same_text_logits_as_llm_alone(tiny_llm_dir, tiny_model
     model, _ = tiny_model
     llm = AutoModelForCausalLM.from_pretrained(tiny_llm_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_llm_dir)
-    ids = tok("Chest X-ray shows a left lower lobe consolidation. 胸片显示左下叶实变。", return_tensors="pt").input_ids
+    ids = tok("Chest X-ray shows a left lower lobe consolidation. 胸片显示左下叶实变。",
+              return_tensors="pt").input_ids
     with torch.no_grad():
         alone = llm(ids).logits
         inside = model(input_ids=ids).logits[..., : alone.shape[-1]]
@@ -69,16 +74,18 @@ def test_kv_cache_does_not_change_greedy_output(tiny_model):
     assert torch.equal(cached, uncached)
 
 
-def test_batched_generation_equals_one_at_a_time(tiny_model):
-    engine = Engine(*tiny_model)
+def test_batched_generation_equals_one_at_a_time(chatty_model_dir):
+    engine = Engine.load(chatty_model_dir)  # varied, input-dependent words: a mixed-up answer shows
     img_a, img_b = Image.new("RGB", (20, 16), "white"), Image.new("RGB", (16, 30), (10, 200, 30))
-    convs = [[user_message("Is there a fracture?", 1)], [user_message("A much longer question about the scan?", 1)],
+    convs = [[user_message("Is there a fracture?", 1)],
+             [user_message("A much longer question about the scan?", 1)],
              [user_message("text only", 0)]]
     images = [[img_a], [img_b], []]
     settings = GenerationSettings(max_new_tokens=5)
     batched = engine.generate(convs, images, settings)
     single = [engine.generate([c], [i], settings)[0] for c, i in zip(convs, images, strict=True)]
     assert batched == single
+    assert all(batched) and len(set(batched)) == len(batched)  # real, distinct answers were compared
 
 
 def test_chat_template_places_image_and_uses_llm_format(tiny_model):

@@ -28,7 +28,8 @@ def test_formats_are_detected_from_special_tokens():
 def test_llama3_template_renders_header_tokens():
     text = Template(FORMATS["llama3"].template).render(messages=[user_message("肺部有结节吗？", 1)],
                                                        add_generation_prompt=True)
-    assert text == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n<image>\n肺部有结节吗？<|eot_id|>"
+    assert text == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n<image>\n肺部有结节吗？"
+                    "<|eot_id|>"
                     "<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
@@ -49,5 +50,6 @@ def test_vicuna_ends_a_turn_with_the_tokenizers_own_eos(tiny_model):
     assert vicuna.end_token(tokenizer) == tokenizer.eos_token
     assert chatml.end_token(tokenizer) == "<|im_end|>"
     assert vicuna.stop_ids(tokenizer) == [tokenizer.eos_token_id]
-    assert chatml.stop_ids(tokenizer) == sorted({tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id})
+    assert chatml.stop_ids(tokenizer) == sorted({tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                                                 tokenizer.eos_token_id})
     assert format_of(processor).name == "chatml"  # the tiny model's LLM speaks SmolLM2's chatml

@@ -30,17 +30,21 @@ def tiny_data(tmp_path_factory) -> dict[str, str]:
                          "conversations": [{"from": "human", "value": "<image>\nDescribe the image."},
                                            {"from": "gpt", "value": f"A {name} square."}]})
         asked = list(COLOURS)[(i + i // 3) % 3]
-        questions.append({"id": f"q-{i}", "image": image, "lang": "en", "source": "tiny", "task": "vqa-closed",
+        questions.append({"id": f"q-{i}", "image": image, "lang": "en", "source": "tiny",
+                          "task": "vqa-closed",
                           "conversations": [{"from": "human", "value": f"<image>\nIs the square {asked}?"},
                                             {"from": "gpt", "value": "yes" if asked == name else "no"}]})
     for i in range(4):
         general.append({"id": f"gen-{i}", "image": f"images/{i}.png", "lang": "zh", "source": "general",
-                        "task": "vqa-open", "conversations": [{"from": "human", "value": "<image>\n这是什么颜色？"},
-                                                               {"from": "gpt", "value": "一种颜色。"}]})
+                        "task": "vqa-open",
+                        "conversations": [{"from": "human", "value": "<image>\n这是什么颜色？"},
+                                          {"from": "gpt", "value": "一种颜色。"}]})
     text = [{"id": f"t-{i}", "lang": "en", "source": "tiny", "task": "text",
              "conversations": [{"from": "human", "value": f"What does sign {i} mean?"},
-                               {"from": "gpt", "value": f"Sign {i} means a finding in the chest."}]} for i in range(10)]
-    return {"captions": _write(root / "captions.jsonl", captions), "questions": _write(root / "questions.jsonl", questions),
+                               {"from": "gpt",
+                                "value": f"Sign {i} means a finding in the chest."}]} for i in range(10)]
+    return {"captions": _write(root / "captions.jsonl", captions),
+            "questions": _write(root / "questions.jsonl", questions),
             "text": _write(root / "text.jsonl", text), "general": _write(root / "general.jsonl", general),
             "root": str(root)}
 

@@ -15,7 +15,8 @@ LAUNCH = sorted((ROOT / "src" / "doctorsun" / "train" / "configs").glob("*.yaml"
 def test_recipes_are_shipped():
     names = {f"{p.parent.name}/{p.name}" for p in SHIPPED}
     assert {"mini/1-text.yaml", "mini/2-vision.yaml", "mini/3-align.yaml", "mini/4-finetune.yaml",
-            "doctor-sun-8b/1-text.yaml", "doctor-sun-8b/2-align.yaml", "doctor-sun-8b/3-finetune.yaml"} <= names
+            "doctor-sun-8b/1-text.yaml", "doctor-sun-8b/2-align.yaml",
+            "doctor-sun-8b/3-finetune.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -32,8 +33,8 @@ def test_reference_recipe_matches_the_design():
     r8 = {p.stem: load_recipe(p) for p in SHIPPED if p.parent.name == "doctor-sun-8b"}
     align, tune = r8["2-align"], r8["3-finetune"]
     assert (align.optim.lr, tune.optim.lr) == (1e-3, 5e-6)
-    assert [align.parts.vision.mode, align.parts.projector.mode, align.parts.llm.mode] == ["frozen", "full", "frozen"]
-    assert [tune.parts.vision.mode, tune.parts.projector.mode, tune.parts.llm.mode] == ["lora", "full", "full"]
+    modes = [[r.parts.vision.mode, r.parts.projector.mode, r.parts.llm.mode] for r in (align, tune)]
+    assert modes == [["frozen", "full", "frozen"], ["lora", "full", "full"]]
     assert (tune.parts.vision.r, tune.parts.vision.alpha, tune.parts.vision.dropout) == (64, 16, 0.05)
     assert (align.data.ratio, tune.data.ratio) == ("1:1", "1:0.5")
     for r in r8.values():
@@ -83,7 +84,8 @@ def test_shipped_accelerate_configs_parse(path):
     config = load_config_from_file(str(path))
     assert config.num_processes >= 2
     kind = str(config.distributed_type)
-    expected = {"zero2.yaml": "DEEPSPEED", "zero3.yaml": "DEEPSPEED", "fsdp.yaml": "FSDP", "cpu2.yaml": "MULTI_GPU"}
+    expected = {"zero2.yaml": "DEEPSPEED", "zero3.yaml": "DEEPSPEED", "fsdp.yaml": "FSDP",
+                "cpu2.yaml": "MULTI_GPU"}
     assert expected[path.name] in kind
     if "zero" in path.name:
         assert config.deepspeed_config["zero_stage"] == int(path.name[4])

@@ -8,7 +8,8 @@ from doctorsun.train.data import merge_turns
 
 def rec(rid, image="/d/a.png", lang="en", q="What organ is shown?", a="liver", turns=None):
     conv = turns or [{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": a}]
-    return {"id": rid, "lang": lang, "task": "vqa-open", "conversations": conv, "image": image, "_images": [image]}
+    return {"id": rid, "lang": lang, "task": "vqa-open", "conversations": conv, "image": image,
+            "_images": [image]}
 
 
 def test_merges_questions_about_one_image_and_language_only():
@@ -17,7 +18,8 @@ def test_merges_questions_about_one_image_and_language_only():
     merged = merge_turns(records, max_turns=3, seed=0)
     by_first_image = [(m["_images"][0], m["lang"]) for m in merged]
     # a.png/en: 4 questions -> a conversation of 3 and one of 1; b.png and the Chinese one stay alone.
-    assert sorted(by_first_image) == sorted([("/d/a.png", "en")] * 2 + [("/d/b.png", "en"), ("/d/a.png", "zh")])
+    want = [("/d/a.png", "en")] * 2 + [("/d/b.png", "en"), ("/d/a.png", "zh")]
+    assert sorted(by_first_image) == sorted(want)
     en = [m for m in merged if m["_images"] == ["/d/a.png"] and m["lang"] == "en"]
     ids = sorted(i for m in en for i in m["id"].split("+"))
     assert ids == ["a1", "a2", "a3", "a4"]  # nothing lost, nothing twice
@@ -34,13 +36,15 @@ def test_merges_questions_about_one_image_and_language_only():
 
 def test_merge_is_seeded_and_leaves_other_shapes_alone():
     records = [rec(f"q{i}", a=str(i)) for i in range(6)]
-    text_only = {"id": "t", "lang": "en", "conversations": [{"from": "human", "value": "hi"},
-                                                            {"from": "gpt", "value": "hello"}], "_images": []}
+    text_only = {"id": "t", "lang": "en",
+                 "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}],
+                 "_images": []}
     two_turns = rec("mt", turns=[{"from": "human", "value": "<image>\nQ1"}, {"from": "gpt", "value": "A1"},
                                  {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}])
     first = merge_turns([text_only, *records, two_turns], 3, seed=1)
     assert first == merge_turns([text_only, *records, two_turns], 3, seed=1)
-    assert [m["id"] for m in first] != [m["id"] for m in merge_turns([text_only, *records, two_turns], 3, seed=2)]
+    other = merge_turns([text_only, *records, two_turns], 3, seed=2)
+    assert [m["id"] for m in first] != [m["id"] for m in other]
     assert first[0] is text_only and first[-1] is two_turns
     assert len(first) == 4
 
@@ -88,8 +92,10 @@ def test_where_and_task_weights_choose_the_records_of_a_curriculum_pass(tmp_path
     half = chosen(task_weights={"vqa-open": 0.5, "caption": 0, "vqa-closed": 2})
     opens = [i for i in half if i.startswith("o")]
     assert len(opens) == 3 and not any(i.startswith("m") for i in half)
-    assert [i for i in half if i.startswith("c")] == sorted([f"c{i}" for i in range(8)] + [f"c{i}#2" for i in range(8)])
-    assert opens == [i for i in chosen(task_weights={"vqa-open": 0.5, "caption": 0}) if i.startswith("o")]  # seeded
+    twice = [f"c{i}" for i in range(8)] + [f"c{i}#2" for i in range(8)]
+    assert [i for i in half if i.startswith("c")] == sorted(twice)
+    again = chosen(task_weights={"vqa-open": 0.5, "caption": 0})
+    assert opens == [i for i in again if i.startswith("o")]  # seeded
     with pytest.raises(DoctorSunError, match="18 read, none chosen by data.where"):
         chosen(where={"meta.question": ["plane"]})
     with pytest.raises(DoctorSunError, match="task_weights must be >= 0"):

@@ -41,7 +41,8 @@ def test_finetune_counts_match_the_architecture(facts):
     llm, vision = facts
     plan = dry_run(load_recipe(RECIPES / "3-finetune.yaml"))
     assert llm_params(llm) == 8_030_269_440  # Llama-3.1-8B's published 8,030,261,248 + one 4096-wide row twice
-    assert plan.counts.trainable == {"vision": vit_lora_params(vision, 64), "projector": projector_params(vision, llm),
+    assert plan.counts.trainable == {"vision": vit_lora_params(vision, 64),
+                                     "projector": projector_params(vision, llm),
                                      "llm": llm_params(llm)}
     assert plan.counts.frozen["llm"] == 0 and plan.counts.frozen["projector"] == 0
     assert 300e6 < plan.counts.frozen["vision"] < 310e6  # CLIP ViT-L/14-336's vision tower, frozen under LoRA
@@ -80,3 +81,27 @@ def test_cli_dry_run_prints_without_weights(capsys, monkeypatch):
     assert main(["train", str(RECIPES / "3-finetune.yaml"), "--dry-run", "--set", "train.plan_gpus=4"]) == 0
     out = capsys.readouterr().out
     assert "memory per GPU on 4 GPUs" in out and "tokens per optimizer step" in out
+
+
+SIGLIP = {"model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 128,
+          "num_hidden_layers": 2,
+          "num_attention_heads": 2, "image_size": 384, "patch_size": 14}
+
+
+@pytest.mark.parametrize("facts, strategy, tokens", [
+    (SIGLIP, "auto", 27 * 27),  # SigLIP has no CLS token: full keeps the 729 patches, nothing more
+    (SIGLIP, "full", 27 * 27),
+    ({"model_type": "clip_vision_model", **{k: v for k, v in SIGLIP.items() if k != "model_type"}}, "full",
+     730),
+    ({"model_type": "clip_vision_model", **{k: v for k, v in SIGLIP.items() if k != "model_type"}}, "auto",
+     729),
+])
+def test_dry_run_plans_the_visual_tokens_that_build_makes(tmp_path, facts, strategy, tokens):
+    """The dry run and assembly count visual tokens with one function, CLS condition included."""
+    from doctorsun.train.dryrun import meta_model
+
+    (tmp_path / "vision.json").write_text(json.dumps(facts))
+    recipe = load_recipe(RECIPES / "3-finetune.yaml", [
+        f"architecture.vision_config={tmp_path / 'vision.json'}",
+        "build={llm: unused, projector: {select_strategy: " + strategy + "}}", "model=null"])
+    assert meta_model(recipe).config.image_seq_length == tokens

@@ -33,10 +33,13 @@ def bad_records(tmp_path_factory, tiny_data) -> str:
     good = Path(tiny_data["questions"]).read_text(encoding="utf-8")
     long_first = "Tell me everything about this patient's long and complicated history, please. " * 2
     bad = [
-        {"id": "bad-missing-image", "image": "images/nope.png", "lang": "en", "source": "t", "task": "vqa-closed",
+        {"id": "bad-missing-image", "image": "images/nope.png", "lang": "en", "source": "t",
+         "task": "vqa-closed",
          "conversations": [{"from": "human", "value": "<image>\nRed?"}, {"from": "gpt", "value": "yes"}]},
-        {"id": "bad-two-placeholders", "image": "images/0.png", "lang": "en", "source": "t", "task": "vqa-closed",
-         "conversations": [{"from": "human", "value": "<image><image>\nRed?"}, {"from": "gpt", "value": "yes"}]},
+        {"id": "bad-two-placeholders", "image": "images/0.png", "lang": "en", "source": "t",
+         "task": "vqa-closed",
+         "conversations": [{"from": "human", "value": "<image><image>\nRed?"},
+                           {"from": "gpt", "value": "yes"}]},
         {"id": "bad-image-cut", "image": "images/0.png", "lang": "en", "source": "t", "task": "dialogue",
          "conversations": [{"from": "human", "value": long_first}, {"from": "gpt", "value": "Fine."},
                            {"from": "human", "value": "<image>\nRed?"}, {"from": "gpt", "value": "yes"}]},
@@ -85,13 +88,21 @@ def test_four_stages_chain_and_train_only_their_parts(tmp_path, tiny_model_dir, 
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3]
 
-    from doctorsun.model.generate import Engine, GenerationSettings
+    from transformers import AutoModelForImageTextToText
+
+    from doctorsun.model.chat import user_message
+    from doctorsun.model.generate import Engine
 
     engine = Engine.load(out / "model")  # merged: a plain transformers checkpoint, no peft needed
     assert not any("lora" in k for k in weights(out / "model"))
-    answer = engine.answer("Is the square red?", Image.new("RGB", (20, 20), (220, 30, 30)),
-                           GenerationSettings(max_new_tokens=3))
-    assert isinstance(answer, str)
+    inputs = engine.encode([[user_message("Is the square red?", 1)]],
+                           [[Image.new("RGB", (20, 20), (220, 30, 30))]])
+    plain = AutoModelForImageTextToText.from_pretrained(out / "model").eval()
+    with torch.no_grad():
+        ours, theirs = engine.model(**inputs).logits, plain(**inputs).logits
+        before = Engine.load(tmp_path / "align" / "model").model(**inputs).logits
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)  # the merged weights are what loads
+    assert (ours - before).abs().max() > 1e-4  # and fine-tuning changed what the model answers
 
 
 def test_lm_loss_equals_transformers_own_loss(tmp_path, tiny_model, tiny_data):
@@ -140,7 +151,8 @@ def test_padding_free_batch_gives_the_padded_batch_loss_and_gradients(tmp_path, 
         model.zero_grad()
         loss = trainer.compute_loss(model, dict(batch))
         loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+        results.append((loss.detach(), {n: p.grad.clone() for n,
+                                        p in model.named_parameters() if p.requires_grad}))
     (loss_a, grads_a), (loss_b, grads_b) = results
     torch.testing.assert_close(loss_b, loss_a)
     assert grads_a.keys() == grads_b.keys() and any(g.abs().sum() > 0 for g in grads_a.values())
@@ -202,4 +214,5 @@ def test_layers_trains_only_the_chosen_blocks(tmp_path, tiny_model_dir, tiny_dat
     with pytest.raises(DoctorSunError, match="parts.llm.layers is 3, but the llm has 2 transformer blocks"):
         run_recipe(too_many)
     with pytest.raises(DoctorSunError, match="non-zero whole number"):
-        make_recipe("finetune", tmp_path / "bad", [], model="unused", parts={"llm": {"mode": "full", "layers": 0}})
+        make_recipe("finetune", tmp_path / "bad", [], model="unused",
+                    parts={"llm": {"mode": "full", "layers": 0}})

@@ -35,7 +35,8 @@ class CheckReport:
         return not self.bad
 
     def summary(self) -> dict:
-        return {"file": str(self.path), "good": len(self.good), "bad": len(self.bad), **composition(self.good)}
+        return {"file": str(self.path), "good": len(self.good), "bad": len(self.bad),
+                **composition(self.good)}
 
     def format(self, max_bad: int | None = None) -> str:
         lines = [f"{self.path}: {len(self.good)} good, {len(self.bad)} bad record(s)"]
@@ -45,11 +46,13 @@ class CheckReport:
             lines.append(f"  ... and {len(self.bad) - len(shown)} more")
         for key, counts in composition(self.good).items():
             if counts:
-                lines.append(f"{key.removeprefix('by_')}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+                shown = ", ".join(f"{k} {n}" for k, n in counts.items())
+                lines.append(f"{key.removeprefix('by_')}: {shown}")
         return "\n".join(lines)
 
 
-def check_file(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> CheckReport:
+def check_file(path: str | Path, image_root: str | Path | None = None,
+               check_images: bool = True) -> CheckReport:
     """Validate every item of a LLaVA JSON / JSONL / ShareGPT file or saved dataset.
 
     Image paths resolve against ``image_root`` (default: the file's folder); with ``check_images``

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     p = sub.add_parser("convert", help="convert a public set from its published layout")
     p.add_argument("--from", dest="name", required=True, help="set name (see `doctorsun data sets`)")
     p.add_argument("src", type=Path, help="the set's file or folder, as downloaded")
-    p.add_argument("--out", type=Path, required=True, help="output .json / .jsonl (or a folder for --format hf)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .json / .jsonl (or a folder for --format hf)")
     p.add_argument("--split", help="split to convert (default: the set's test split for benchmarks)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a converter option, e.g. lang=zh or answers=FILE (repeatable)")

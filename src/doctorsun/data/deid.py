@@ -199,7 +199,8 @@ def _identifying(ds, path: str, pseudonym: str) -> list[str]:
     return found
 
 
-def deidentify_file(src: str | Path, dst: str | Path, *, salt: str | None = None, pseudonym: str = "") -> Path:
+def deidentify_file(src: str | Path, dst: str | Path, *, salt: str | None = None,
+                    pseudonym: str = "") -> Path:
     """Read ``src``, de-identify it and write ``dst`` atomically (pixel data byte-for-byte unchanged)."""
     from doctorsun.data.dicom import read_dataset
 

@@ -250,7 +250,8 @@ def rebase_images(records: Iterable[dict], from_root: str | Path, to_root: str |
     for r in records:
         r = dict(r)
         if r.get("image") is not None and src != dst:
-            moved = [os.path.relpath(src / p, dst) if not Path(p).is_absolute() else p for p in image_paths(r)]
+            moved = [os.path.relpath(src / p,
+                                     dst) if not Path(p).is_absolute() else p for p in image_paths(r)]
             r["image"] = moved[0] if isinstance(r["image"], str) else moved
         out.append(r)
     return out

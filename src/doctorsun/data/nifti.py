@@ -26,7 +26,8 @@ def _load(path: Path):
 
     img = nib.load(str(path))
     if len(img.shape) < 2 or len(img.shape) > 4:
-        raise DoctorSunError(f"cannot read image {path}: expected a 2-D, 3-D or 4-D volume, got shape {img.shape}")
+        raise DoctorSunError(f"cannot read image {path}: expected a 2-D, 3-D or 4-D volume, got shape "
+                             f"{img.shape}")
     return img
 
 

@@ -13,7 +13,8 @@ from doctorsun.model.chat import IMAGE_TOKEN
 LETTERS = string.ascii_uppercase
 
 # MultiMedEval adds this when the gold answer is yes/no (see DESIGN.md section 6).
-CLOSED_SUFFIX = {"en": "Answer the following question with yes or no.", "zh": "请用“是”或“否”回答下面的问题。"}
+CLOSED_SUFFIX = {"en": "Answer the following question with yes or no.",
+                 "zh": "请用“是”或“否”回答下面的问题。"}
 MCQ_SUFFIX = {"en": "Answer with the option's letter from the given choices directly.",
               "zh": "请直接回答正确选项的字母。"}
 OPTIONS_HEADER = {"en": "Options:", "zh": "选项："}

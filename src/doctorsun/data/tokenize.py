@@ -121,7 +121,8 @@ class ChatTokenizer:
             labels.append(tok if inside else IGNORE)
         n_visual = sum(1 for t in ids if t == self.image_token_id)
         if n_visual != n_images * self.image_seq_length:
-            raise SampleError(rid, f"{n_visual} visual tokens for {n_images} image(s) x {self.image_seq_length}")
+            raise SampleError(rid,
+                              f"{n_visual} visual tokens for {n_images} image(s) x {self.image_seq_length}")
         return self._truncate(rid, ids, labels)
 
     def _truncate(self, rid: str, ids: list[int], labels: list[int]) -> dict[str, list[int]]:
@@ -148,7 +149,8 @@ class ChatTokenizer:
         return samples, problems
 
 
-def pack(samples: Sequence[dict[str, list[int]]], max_length: int, open_rows: int = 8) -> list[dict[str, list]]:
+def pack(samples: Sequence[dict[str, list[int]]], max_length: int,
+         open_rows: int = 8) -> list[dict[str, list]]:
     """Concatenate samples into rows of at most ``max_length`` tokens (first fit among the last
     ``open_rows`` rows, in order, so that packing stays linear in the number of samples).
 

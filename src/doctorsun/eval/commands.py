@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="benchmark: " + ", ".join(BENCHMARKS))
     p.add_argument("--data", required=True,
                    help="the benchmark's file or folder as published (SunMed-VL: the .jsonl file)")
-    p.add_argument("--out", required=True, help="folder for predictions.jsonl, scores.json, report.md, scores.png")
+    p.add_argument("--out", required=True,
+                   help="folder for predictions.jsonl, scores.json, report.md, scores.png")
     p.add_argument("--split", default=None, help="split to read (default: the set's test split)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
     p.add_argument("--blank-image", action="store_true",

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 
 from doctorsun.eval.metrics import bleu1, normalize_vqa
 
-_LONE_LETTER = re.compile(r"(is |是|\*|\W|\ |\(|为|^|'|\"|#)(?![aA] )([abcdefghijklmnABCDEFGHIJKLMN])(\W|$)", re.S)
+_LONE_LETTER = re.compile(r"(is |是|\*|\W|\ |\(|为|^|'|\"|#)(?![aA] )([abcdefghijklmnABCDEFGHIJKLMN])(\W|$)",
+                          re.S)
 
 
 def _similarity(a: str, b: str) -> float:

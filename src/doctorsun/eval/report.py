@@ -58,7 +58,8 @@ def markdown(scores: dict[str, Any]) -> str:
     data = prov.get("data") or {}
     lines = [f"# Evaluation: {scores['bench']}", "", scores.get("about", ""), "",
              f"- model: `{(prov.get('model') or {}).get('path')}`",
-             f"- data: `{data.get('path')}` (sha256 `{str(data.get('sha256'))[:16]}`, {data.get('files')} file(s))"
+             f"- data: `{data.get('path')}` (sha256 `{str(data.get('sha256'))[:16]}`, {data.get('files')} "
+             f"file(s))"
              if data else "- data: records given in memory",
              f"- records sha256: `{str(prov.get('records_sha256'))[:16]}`",
              f"- questions scored: {scores['n']} ({scores.get('n_empty_predictions', 0)} empty answers), "
@@ -74,7 +75,8 @@ def markdown(scores: dict[str, Any]) -> str:
     for group, values in scores.get("metrics", {}).items():
         lines += [f"### {SOURCES.get(group, group)}", ""]
         if group == "mcq":
-            lines += _table(["method", "accuracy", "n"], [[m, v["accuracy"], v["n"]] for m, v in values.items()])
+            lines += _table(["method", "accuracy", "n"],
+                            [[m, v["accuracy"], v["n"]] for m, v in values.items()])
         else:
             lines += _table(["metric", "value"], [[k, v] for k, v in values.items()])
     breakdown = scores.get("breakdown", {})
@@ -144,7 +146,8 @@ def _bars(ax, title: str, groups: dict[str, dict], metrics: list[str]) -> None:
     for i, metric in enumerate(metrics):
         ys = [y + i * width for y, g in enumerate(groups.values()) if metric in g]
         values = [g[metric] for g in groups.values() if metric in g]
-        ax.barh(ys, values, height=width, color=COLOURS.get(metric, "#3b7dd8"), label=LABELS.get(metric, metric))
+        ax.barh(ys, values, height=width, color=COLOURS.get(metric, "#3b7dd8"),
+                label=LABELS.get(metric, metric))
         for y, v in zip(ys, values, strict=True):
             ax.text(min(v, 0.88) + 0.01, y, f"{v:.3f}", va="center", fontsize=7)
     ax.set_yticks([y + width * (len(metrics) - 1) / 2 for y in range(len(groups))], list(groups))

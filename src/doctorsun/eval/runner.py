@@ -138,7 +138,8 @@ class Evaluation:
         self.model = provenance.model_record(self.model_name)
         self.model["weights_fingerprint"] = provenance.weights_fingerprint(self.engine.model)
         self.prompt = provenance.prompt_record(self.engine.processor)
-        key = {"bench": cfg.bench, "model": self.model["path"], "weights_fingerprint": self.model["weights_fingerprint"],
+        key = {"bench": cfg.bench, "model": self.model["path"],
+               "weights_fingerprint": self.model["weights_fingerprint"],
                "records_sha256": self.records_sha, "blank_image": cfg.blank_image,
                "decoding": asdict(self.settings), "chat_template_sha256": self.prompt["chat_template_sha256"],
                "builder_sha256": self.prompt["builder_sha256"]}
@@ -177,7 +178,8 @@ class Evaluation:
         new, seconds = len(self.new_rows), self.seconds
         scores["provenance"] = {
             "model": self.model, "data": provenance.hash_data(self.data_file) if self.data_file else None,
-            "records_sha256": self.records_sha, "image_root": str(self.image_root) if self.image_root else None,
+            "records_sha256": self.records_sha,
+            "image_root": str(self.image_root) if self.image_root else None,
             "prompt": self.prompt,
             "decoding": {**asdict(self.settings), "do_sample": False, "batch_size": cfg.batch_size},
             "blank_image": cfg.blank_image, "limit": cfg.limit, "seed": cfg.seed, "config": cfg.to_dict(),
@@ -223,7 +225,8 @@ class Evaluation:
             return []
 
         def run(pairs: list[tuple[Item, list]]) -> list[str]:
-            return self.engine.generate([it.messages for it, _ in pairs], [imgs for _, imgs in pairs], self.settings)
+            return self.engine.generate([it.messages for it, _ in pairs], [imgs for _, imgs in pairs],
+                                        self.settings)
 
         rows = []
         for (item, _), text in zip(ready, isolate_failures(run, ready), strict=True):
@@ -269,7 +272,8 @@ def _resume(out: Path, key: dict[str, Any]) -> dict[str, dict]:
         old = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
         if old != key:
             differ = sorted(k for k in key if not old or old.get(k) != key[k])
-            raise DoctorSunError(f"{pred} holds predictions of another run (differs in: {', '.join(differ)}); "
+            raise DoctorSunError(f"{pred} holds predictions of another run (differs in: "
+                                 f"{', '.join(differ)}); "
                                  "use a new --out, delete that file, or start over with --fresh")
     write_json(run_file, key)
     if not pred.exists():

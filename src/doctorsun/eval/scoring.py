@@ -89,7 +89,8 @@ def aggregate(scored: list[dict[str, Any]], mcq_methods: Sequence[str]) -> dict[
         metrics["llava_med"] = {
             "closed_accuracy": _mean([float(s["llava_hit"]) for s in closed]), "n_closed": len(closed),
             "yesno_accuracy": _mean([float(s["llava_hit"]) for s in yesno]), "n_yesno": len(yesno),
-            **{f"open_{k}": _mean([s["llava_open"][k] for s in open_]) for k in ("recall", "precision", "f1", "bleu1")},
+            **{f"open_{k}": _mean([s["llava_open"][k] for s in open_])
+               for k in ("recall", "precision", "f1", "bleu1")},
             "n_open": len(open_),
         }
         metrics["multimedeval"] = {

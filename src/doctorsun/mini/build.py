@@ -82,7 +82,8 @@ def _medical_views(seed: int) -> list[tuple[Source, View]]:
         for i, (base, split) in enumerate(assign(bases, source.n_train, source.n_test, rng)):
             image, params = augment(prepared[base.key], rng, source.crop, source.rotate,
                                     turns=source.flips, mirror=source.flips)
-            views.append((source, View(f"{source.key}-{i:03d}", image, split, base.key, {**base.meta, **params})))
+            views.append((source,
+                          View(f"{source.key}-{i:03d}", image, split, base.key, {**base.meta, **params})))
     return views
 
 
@@ -105,7 +106,8 @@ def _build_into(folder: Path, seed: int) -> dict:
         view.image.save(images / f"{view.id}.png", format="PNG", compress_level=6)
     caption_rng = rng_for(seed, "captions")
     files = {
-        "align_train.jsonl": [r for s, v in medical if v.split == "train" for r in caption_records(s, v, caption_rng)],
+        "align_train.jsonl": [r for s,
+                              v in medical if v.split == "train" for r in caption_records(s, v, caption_rng)],
         "instruct_train.jsonl": _question_records(medical, "train", seed),
         "test.jsonl": _question_records(medical, "test", seed),
         "general.jsonl": general_records(general, seed),
@@ -114,8 +116,8 @@ def _build_into(folder: Path, seed: int) -> dict:
     for name, records in files.items():
         _write_jsonl(folder / name, records)
     summary = _summary(seed, medical, general, files)
-    (folder / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
-                                         encoding="utf-8")
+    summary_text = json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    (folder / "summary.json").write_text(summary_text, encoding="utf-8")
     write_card(folder / "README.md", summary, files)
     return summary
 
@@ -130,7 +132,8 @@ def _count(records: list[dict], key) -> dict[str, int]:
     return dict(sorted(Counter(key(r) for r in records).items()))
 
 
-def _summary(seed: int, medical: list[tuple[Source, View]], general: list, files: dict[str, list[dict]]) -> dict:
+def _summary(seed: int, medical: list[tuple[Source, View]], general: list,
+             files: dict[str, list[dict]]) -> dict:
     views = {split: _count([{"m": s.modality} for s, v in medical if v.split == split], lambda r: r["m"])
              for split in ("train", "test")}
     closed = {name: _count([r for r in files[name] if r["task"] == "vqa-closed"],
@@ -152,7 +155,8 @@ def _summary(seed: int, medical: list[tuple[Source, View]], general: list, files
         "closed_answers": closed,
         "sources": [{"key": s.key, "origin": s.origin, "modality": s.modality,
                      "train_views": sum(1 for t, v in medical if t is s and v.split == "train"),
-                     "test_views": sum(1 for t, v in medical if t is s and v.split == "test")} for s in MEDICAL],
+                     "test_views": sum(1 for t,
+                                       v in medical if t is s and v.split == "test")} for s in MEDICAL],
         "software": _versions(),
     }
 

@@ -10,10 +10,12 @@ from doctorsun.mini.general import GENERAL, VIEWS_PER_IMAGE
 from doctorsun.mini.sources import MEDICAL
 from doctorsun.mini.text import FACTS
 from doctorsun.mini.views import SIZE
+from doctorsun.model.chat import PLACEHOLDER
 
 PURPOSE = {
     "align_train.jsonl": "captions of training views (alignment stage)",
-    "instruct_train.jsonl": "yes/no, open and multiple-choice questions on training views (instruction tuning)",
+    "instruct_train.jsonl": "yes/no, open and multiple-choice questions on training views (instruction "
+    "tuning)",
     "test.jsonl": "the same question kinds on held-out views only (evaluation)",
     "general.jsonl": "everyday photographs, captions and questions (general data for mixing)",
     "text_train.jsonl": "medical question/answer text, no image (text stage)",
@@ -34,7 +36,7 @@ def _example(records: list[dict], task: str) -> list[str]:
     pair = [r for r in records if r["task"] == task][:2]
     lines = []
     for r in pair:
-        question = r["conversations"][0]["value"].replace("<image>\n", "").replace("\n", " / ")
+        question = PLACEHOLDER.sub("", r["conversations"][0]["value"]).replace("\n", " / ")
         lines.append(f"- `{r['id']}` ({r['image']}): {question} → **{r['conversations'][-1]['value']}**")
     return lines
 
@@ -44,10 +46,14 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
     lines = [
         f"# {s['name']}",
         "",
-        "A small bilingual (English/Chinese) medical image-text data set, generated reproducibly from the real "
-        "medical images that installed Python packages ship (pydicom, nibabel, scikit-image). It exists so that "
-        "the whole DoctorSun pipeline (vision adaptation, alignment, instruction tuning, evaluation) can run and "
-        "show learning on a laptop CPU with nothing downloaded. It is not a benchmark of clinical ability and "
+        "A small bilingual (English/Chinese) medical image-text data set, generated reproducibly from the "
+        "real "
+        "medical images that installed Python packages ship (pydicom, nibabel, scikit-image). It exists so "
+        "that "
+        "the whole DoctorSun pipeline (vision adaptation, alignment, instruction tuning, evaluation) can run "
+        "and "
+        "show learning on a laptop CPU with nothing downloaded. It is not a benchmark of clinical ability "
+        "and "
         "must not be used for clinical decisions.",
         "",
         f"Built with seed {s['seed']} by `doctorsun data mini --out DIR --seed {s['seed']}` "
@@ -60,11 +66,15 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
                 [[f"`{name}`", s["records"][name], _pairs(s["by_task"][name]), _pairs(s["by_lang"][name]),
                   PURPOSE[name]] for name in PURPOSE]),
         "",
-        f"`images/` holds {s['images']} views as 8-bit RGB PNG, {SIZE} x {SIZE} pixels: {s['views']['train']} "
-        f"training and {s['views']['test']} held-out medical views, and {s['views']['general']} general ones. "
-        "`summary.json` holds every count in this card. Records follow the SunMed-VL schema; `image` paths are "
+        f"`images/` holds {s['images']} views as 8-bit RGB PNG, {SIZE} x {SIZE} pixels: "
+        f"{s['views']['train']} "
+        f"training and {s['views']['test']} held-out medical views, and {s['views']['general']} general "
+        f"ones. "
+        "`summary.json` holds every count in this card. Records follow the SunMed-VL schema; `image` paths "
+        "are "
         "relative to this folder; every item exists in both languages with the same id stem (`-en`/`-zh`); "
-        "`meta` holds the modality, body region, organ, plane, image kind, colour, the view id, the source file "
+        "`meta` holds the modality, body region, organ, plane, image kind, colour, the view id, the source "
+        "file "
         "and the augmentation that made the view.",
         "",
         "## Sources and licences",
@@ -82,7 +92,8 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
         "",
         *_table(["modality", "train views", "test views", "captions", "instruct records", "test records"],
                 [[m, s["views_by_modality"]["train"].get(m, 0), s["views_by_modality"]["test"].get(m, 0),
-                  s["by_modality"]["align_train.jsonl"].get(m, 0), s["by_modality"]["instruct_train.jsonl"].get(m, 0),
+                  s["by_modality"]["align_train.jsonl"].get(m, 0),
+                  s["by_modality"]["instruct_train.jsonl"].get(m, 0),
                   s["by_modality"]["test.jsonl"].get(m, 0)] for m in s["views_by_modality"]["train"]]),
         "",
         "Questions by attribute and form (records, both languages):",
@@ -91,7 +102,8 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
                 [[k, v, s["by_question"]["test.jsonl"].get(k, 0)]
                  for k, v in s["by_question"]["instruct_train.jsonl"].items()]),
         "",
-        "Yes/no answers: " + "; ".join(f"{name}: {_pairs(c)}" for name, c in s["closed_answers"].items()) + ".",
+        "Yes/no answers: " + "; ".join(f"{name}: {_pairs(c)}" for name,
+                                       c in s["closed_answers"].items()) + ".",
         "",
         "Examples:",
         "",
@@ -102,9 +114,11 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
         "",
         "## How it was made",
         "",
-        "1. **Decoding** with `doctorsun.data.image.load_image`: CT slices in standard named windows (mediastinal, "
+        "1. **Decoding** with `doctorsun.data.image.load_image`: CT slices in standard named windows "
+        "(mediastinal, "
         "lung, bone, brain, subdural; centre/width in HU are given in each caption), DICOM MRI with the "
-        "window stored in the file, the NIfTI brain volume as axial, coronal and sagittal slices (central 60% of each plane; "
+        "window stored in the file, the NIfTI brain volume as axial, coronal and sagittal slices (central "
+        "60% of each plane; "
         "radiological display), every frame of the echocardiography cine loop, the whole-body bone scan, the "
         "photographs and the slide. Ultrasound frames are cropped to the scan area so that the text burned "
         "into their pixels (institution, dates, machine settings) is left out (the Doppler study to the "
@@ -126,7 +140,8 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
         "head; an abdominal MRI may show the colon), and yes/no answers are balanced per attribute.",
         "5. **Captions** are written per source by hand in both languages, stating only what the image and "
         "its file support, with the plane and CT window of the view.",
-        f"6. **Text**: {len(FACTS)} hand-written facts plus one per common CT window, about imaging physics, CT "
+        f"6. **Text**: {len(FACTS)} hand-written facts plus one per common CT window, about imaging physics, "
+        f"CT "
         "values and windows, MRI contrast, ultrasound, nuclear medicine, the eye, pathology stains, anatomy, "
         "vital signs and medical image data, each as a question and a short answer in both languages.",
         "",
@@ -140,11 +155,13 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
         "## Limitations",
         "",
         "- There are only 12 medical source images. Held-out views are unseen crops, windows, frames and "
-        "slices of those same images, not unseen patients: test scores show that a model learned to read these "
+        "slices of those same images, not unseen patients: test scores show that a model learned to read "
+        "these "
         "visual attributes, not that it generalises clinically.",
         "- Attributes are coarse (modality, region, organ, plane, kind, colour); there are no findings or "
         "diagnoses to learn from 12 images.",
-        "- Several sources are heavily compressed or downsized test files (JPEG 2000 lossy CT and NM, a 64 px "
+        "- Several sources are heavily compressed or downsized test files (JPEG 2000 lossy CT and NM, a 64 "
+        "px "
         "MRI); images look worse than clinical ones.",
         "",
         "## Software",

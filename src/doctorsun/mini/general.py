@@ -34,7 +34,8 @@ def general_records(views: list[tuple[General, View]], seed: int) -> list[dict]:
     rng = rng_for(seed, "general-questions")
     forms = [FORMS[i % len(FORMS)] for i in rng.permutation(len(views))]
     closed = [i for i, f in enumerate(forms) if f.endswith("closed")]
-    truths = dict(zip(closed, rng.permutation([i % 2 == 0 for i in range(len(closed))]).tolist(), strict=True))
+    truths = dict(zip(closed, rng.permutation([i % 2 == 0 for i in range(len(closed))]).tolist(),
+                      strict=True))
     records = []
     for i, (g, view) in enumerate(views):
         records += _caption(g, view, rng)
@@ -45,7 +46,8 @@ def general_records(views: list[tuple[General, View]], seed: int) -> list[dict]:
 def _record(view: View, g: General, n: str, lang: str, task: str, human: str, answer: str) -> dict:
     return {"id": f"mini-{view.id}-{n}-{lang}", "image": f"images/{view.id}.png", "lang": lang,
             "source": "sunmed-vl-mini", "task": task,
-            "conversations": [{"from": "human", "value": with_image(human)}, {"from": "gpt", "value": answer}],
+            "conversations": [{"from": "human", "value": with_image(human)},
+                              {"from": "gpt", "value": answer}],
             "meta": {"view": view.id, "domain": "general", "origin": f"scikit-image:{g.file}",
                      "subject": g.subject[0], "colour": g.colour, "augmentation": view.meta}}
 
@@ -73,7 +75,8 @@ def _question(g: General, view: View, form: str, truth: bool, rng: np.random.Gen
             rec = _record(view, g, "q0", lang, "vqa-open", open_prompt(SUBJECT_OPEN[lang]), g.subject[i])
         elif form == "colour-open":
             question = ATTRIBUTES["colour"].open[lang][0]
-            rec = _record(view, g, "q0", lang, "vqa-open", open_prompt(question), colours[g.colour].answer[lang])
+            rec = _record(view, g, "q0", lang, "vqa-open", open_prompt(question),
+                          colours[g.colour].answer[lang])
         elif form == "subject-closed":
             question = SUBJECT_CLOSED[lang].format(x=asked.phrase[i])
             rec = _record(view, g, "q0", lang, "vqa-closed", closed_prompt(question, lang),

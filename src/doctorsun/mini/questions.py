@@ -156,7 +156,8 @@ def caption_records(source: Source, view: View, rng: np.random.Generator) -> lis
         records.append({
             "id": f"mini-cap-{view.id}-{lang}", "image": f"images/{view.id}.png", "lang": lang,
             "source": SOURCE, "task": "caption",
-            "conversations": [{"from": "human", "value": with_image(open_prompt(prompts[instruction % len(prompts)]))},
+            "conversations": [{"from": "human",
+                               "value": with_image(open_prompt(prompts[instruction % len(prompts)]))},
                               {"from": "gpt", "value": text}],
             "meta": {"view": view.id, "split": "train", "origin": source.origin, "base": view.base,
                      "augmentation": view.meta, **attributes_of(source, view)},

@@ -175,7 +175,8 @@ MEDICAL: tuple[Source, ...] = (
     Source(
         "ct-chest", "pydicom:CT_small.dcm", f"{NEMA} (CT1_UNC)", PYDICOM_LICENCE,
         "CT", "radiology", "grayscale", "chest", None, "axial",
-        (("Axial contrast-enhanced CT of the chest at the level of a thoracic vertebra, showing the vertebral "
+        (("Axial contrast-enhanced CT of the chest at the level of a thoracic vertebra, showing the "
+          "vertebral "
           "body, spinal canal, descending aorta, paraspinal muscles and the back of both lungs.",
           "胸部增强CT轴位图像，层面位于胸椎水平，可见椎体、椎管、降主动脉、椎旁肌及双肺后部。"),
          ("Contrast-enhanced computed tomography (CT), axial slice through the thoracic spine and the "
@@ -185,7 +186,8 @@ MEDICAL: tuple[Source, ...] = (
     Source(
         "ct-head", "pydicom:693_J2KI.dcm", "pydicom regression file for its issue 693 (JPEG 2000)",
         PYDICOM_LICENCE, "CT", "radiology", "grayscale", "head", "brain", "axial",
-        (("Axial non-contrast CT of the head through the cerebral hemispheres, showing the skull and the brain.",
+        (("Axial non-contrast CT of the head through the cerebral hemispheres, showing the skull and the "
+          "brain.",
           "头部CT平扫轴位图像，层面经过大脑半球，可见颅骨和脑组织。"),
          ("Non-contrast computed tomography (CT) of the head, axial slice through the brain.",
           "头颅计算机断层扫描（CT）平扫，轴位层面经过脑组织。")),
@@ -195,7 +197,8 @@ MEDICAL: tuple[Source, ...] = (
         "ct-skull-base", "pydicom:J2K_pixelrep_mismatch.dcm", "pydicom regression file for its issue 1149",
         PYDICOM_LICENCE, "CT", "radiology", "grayscale", "head", "brain", "axial",
         (("Axial CT of the head at the level of the skull base, showing the temporal lobes, brainstem, "
-          "cerebellum and mastoid air cells.", "头部CT轴位图像，层面位于颅底水平，可见颞叶、脑干、小脑及乳突气房。"),
+          "cerebellum and mastoid air cells.",
+          "头部CT轴位图像，层面位于颅底水平，可见颞叶、脑干、小脑及乳突气房。"),
          ("Computed tomography (CT) of the head, axial slice through the skull base and the posterior fossa.",
           "头颅计算机断层扫描（CT），轴位层面经过颅底和颅后窝。")),
         _windows("J2K_pixelrep_mismatch.dcm", ("brain", "bone")), 30, 4,
@@ -212,12 +215,17 @@ MEDICAL: tuple[Source, ...] = (
         _nifti_slices("anatomical.nii"), 54, 8, visible=frozenset({"skeleton", "retina"}),
     ),
     Source(
-        "mr-abdomen", "pydicom:examples_overlay.dcm", "pydicom example (MR-SIEMENS-DICOM-WithOverlays, cropped)",
+        "mr-abdomen", "pydicom:examples_overlay.dcm",
+        "pydicom example (MR-SIEMENS-DICOM-WithOverlays, cropped)",
         PYDICOM_LICENCE, "MRI", "radiology", "grayscale", "abdomen", "liver", "axial",
-        (("Axial MRI of the upper abdomen at the level of the kidneys, showing the liver with a focal lesion, "
-          "both kidneys, the spleen and the spine.", "上腹部MRI轴位图像，层面位于肾脏水平，可见肝内局灶性病变、双肾、脾脏和脊柱。"),
-         ("Magnetic resonance imaging (MRI) of the abdomen, axial slice through the liver and both kidneys; a "
-          "focal liver lesion is visible.", "腹部磁共振成像（MRI），轴位层面经过肝脏和双肾，可见肝内局灶性病变。")),
+        (("Axial MRI of the upper abdomen at the level of the kidneys, showing the liver with a focal "
+          "lesion, "
+          "both kidneys, the spleen and the spine.",
+          "上腹部MRI轴位图像，层面位于肾脏水平，可见肝内局灶性病变、双肾、脾脏和脊柱。"),
+         ("Magnetic resonance imaging (MRI) of the abdomen, axial slice through the liver and both kidneys; "
+          "a "
+          "focal liver lesion is visible.",
+          "腹部磁共振成像（MRI），轴位层面经过肝脏和双肾，可见肝内局灶性病变。")),
         _windows("examples_overlay.dcm", ("auto",)), 26, 4, crop=(0.92, 1.0), rotate=5.0,
         visible=frozenset({"colon", "skeleton", "lymph node"}),
     ),
@@ -226,14 +234,16 @@ MEDICAL: tuple[Source, ...] = (
         "MRI", "radiology", "grayscale", None, None, None,
         (("Small field-of-view MRI image from a 3D, heavily T2-weighted spin-echo acquisition.",
           "小视野MRI图像，采用三维重T2加权自旋回波序列采集。"),
-         ("Magnetic resonance imaging (MRI), T2-weighted, small field of view.", "磁共振成像（MRI），T2加权，小视野。")),
+         ("Magnetic resonance imaging (MRI), T2-weighted, small field of view.",
+          "磁共振成像（MRI），T2加权，小视野。")),
         _dicom("MR_small.dcm"), 16, 2,
     ),
     Source(
         "us-heart", "pydicom:examples_ybr_color.dcm", "pydicom example (color3d_jpeg_baseline, fewer frames)",
         PYDICOM_LICENCE, "ultrasound", "radiology", "grayscale", "chest", "heart", None,
         (("Transthoracic echocardiogram (cardiac ultrasound), apical four-chamber view showing the left and "
-          "right ventricles and atria.", "经胸超声心动图（心脏超声），心尖四腔心切面，可见左、右心室和心房。"),
+          "right ventricles and atria.",
+          "经胸超声心动图（心脏超声），心尖四腔心切面，可见左、右心室和心房。"),
          ("Ultrasound image of the heart in an apical four-chamber view, one frame of a cine loop.",
           "心脏超声图像，心尖四腔心切面，取自动态序列中的一帧。")),
         _frames("examples_ybr_color.dcm", (40, 14, 290, 228)), 56, 8,
@@ -251,7 +261,8 @@ MEDICAL: tuple[Source, ...] = (
         "nm-bone", "pydicom:JPEG2000.dcm", f"{NEMA} (NM1_J2KI)", PYDICOM_LICENCE,
         "nuclear medicine", "radiology", "grayscale", "whole body", "skeleton", None,
         (("Whole-body planar bone scintigraphy (nuclear medicine bone scan) showing tracer uptake in the "
-          "skeleton and activity in the urinary bladder.", "全身骨显像（核医学骨扫描）平面图像，可见骨骼的示踪剂摄取及膀胱内的放射性。"),
+          "skeleton and activity in the urinary bladder.",
+          "全身骨显像（核医学骨扫描）平面图像，可见骨骼的示踪剂摄取及膀胱内的放射性。"),
          ("Nuclear medicine whole-body bone scan, a single planar view from head to feet.",
           "核医学全身骨扫描，从头到脚的单幅平面图像。")),
         _dicom("JPEG2000.dcm"), 90, 13, crop=(0.9, 1.0), rotate=4.0, visible=frozenset({"brain"}),
@@ -261,7 +272,8 @@ MEDICAL: tuple[Source, ...] = (
         "(M. Häggström)", "CC0 1.0", "fundus photograph", "photograph", "color", "eye", "retina", None,
         (("Colour fundus photograph of a normal retina, showing the optic disc, the macula and the retinal "
           "blood vessels.", "正常视网膜的彩色眼底照片，可见视盘、黄斑和视网膜血管。"),
-         ("Fundus photography of the retina with the optic disc, the macula and branching retinal arteries and "
+         ("Fundus photography of the retina with the optic disc, the macula and branching retinal arteries "
+          "and "
           "veins.", "眼底照相：视网膜图像，可见视盘、黄斑及分支的视网膜动静脉。")),
         _picture("retina.jpg"), 64, 9, crop=(0.85, 1.0),
     ),
@@ -270,7 +282,8 @@ MEDICAL: tuple[Source, ...] = (
         "07_dr, green-channel detail", "CC0 (given by the owner)", "fundus photograph", "photograph",
         "grayscale", "eye", "retina", None,
         (("Grayscale detail (green channel) of a fundus photograph from an eye with diabetic retinopathy, "
-          "showing retinal vessels and small microaneurysms.", "糖尿病视网膜病变眼底照片的灰度局部图（绿色通道），可见视网膜血管和微动脉瘤。"),
+          "showing retinal vessels and small microaneurysms.",
+          "糖尿病视网膜病变眼底照片的灰度局部图（绿色通道），可见视网膜血管和微动脉瘤。"),
          ("Fundus photograph detail in grayscale: retinal vessels with microaneurysms.",
           "眼底照片灰度局部：视网膜血管及微动脉瘤。")),
         _picture("microaneurysms.png", grey=True), 28, 4, crop=(0.75, 1.0),
@@ -279,7 +292,8 @@ MEDICAL: tuple[Source, ...] = (
         "ihc", "scikit-image:ihc.png", "colonic glands stained for FHL2 with DAB and hematoxylin (CMMI)",
         "no known copyright restrictions", "immunohistochemistry", "pathology", "color", None, "colon", None,
         (("Immunohistochemistry (IHC) of colonic glands: brown DAB staining marks the target protein and "
-          "blue hematoxylin counterstains the nuclei.", "结肠腺体的免疫组化（IHC）染色：棕色DAB显示目标蛋白，蓝色苏木精复染细胞核。"),
+          "blue hematoxylin counterstains the nuclei.",
+          "结肠腺体的免疫组化（IHC）染色：棕色DAB显示目标蛋白，蓝色苏木精复染细胞核。"),
          ("Pathology slide with immunohistochemical staining of colon tissue (brown DAB, blue hematoxylin).",
           "结肠组织免疫组化染色的病理切片（棕色为DAB，蓝色为苏木精）。")),
         _picture("ihc.png"), 92, 13, crop=(0.35, 1.0), rotate=0.0, flips=True,
@@ -311,11 +325,13 @@ class General:
 
 GENERAL: tuple[General, ...] = (
     General("astronaut", "astronaut.png", ("astronaut", "宇航员"), ("an astronaut", "宇航员"),
-            ("A smiling astronaut in an orange spacesuit, with a flag and a model of the space shuttle behind her.",
+            ("A smiling astronaut in an orange spacesuit, with a flag and a model of the space shuttle "
+             "behind her.",
              "一名身穿橙色航天服、面带微笑的宇航员，身后有国旗和航天飞机模型。"), "color",
             also=frozenset({"camera", "rocket"})),
     General("coffee", "coffee.png", ("coffee", "咖啡"), ("a cup of coffee", "一杯咖啡"),
-            ("A cup of coffee on a red saucer with a spoon, on a wooden table.", "木桌上放着一杯咖啡，配有红色碟子和小勺。"),
+            ("A cup of coffee on a red saucer with a spoon, on a wooden table.",
+             "木桌上放着一杯咖啡，配有红色碟子和小勺。"),
             "color"),
     General("cat", "chelsea.png", ("cat", "猫"), ("a cat", "猫"),
             ("Close-up of the face of a tabby cat.", "一只虎斑猫的面部特写。"), "color"),
@@ -337,19 +353,23 @@ GENERAL: tuple[General, ...] = (
     General("motorcycle", "motorcycle_left.png", ("motorcycle", "摩托车"), ("a motorcycle", "摩托车"),
             ("A red motorcycle parked in a garage.", "一辆停在车库里的红色摩托车。"), "color"),
     General("brick", "brick.png", ("brick wall", "砖墙"), ("a brick wall", "砖墙"),
-            ("A grayscale photo of a brick wall.", "一面砖墙的灰度照片。"), "grayscale", also=frozenset({"gravel"})),
+            ("A grayscale photo of a brick wall.", "一面砖墙的灰度照片。"), "grayscale",
+            also=frozenset({"gravel"})),
     General("grass", "grass.png", ("grass", "草地"), ("grass", "草"),
             ("A grayscale close-up of grass.", "草地的灰度特写。"), "grayscale", also=frozenset({"gravel"})),
     General("gravel", "gravel.png", ("gravel", "碎石"), ("gravel", "碎石"),
             ("A grayscale close-up of gravel.", "碎石的灰度特写。"), "grayscale",
             also=frozenset({"grass", "brick"})),
     General("page", "page.png", ("text", "文字"), ("printed text", "印刷文字"),
-            ("A scanned page of printed text under a heading.", "一页带标题的印刷文字扫描图像。"), "grayscale",
+            ("A scanned page of printed text under a heading.", "一页带标题的印刷文字扫描图像。"),
+            "grayscale",
             flips=False),
     General("clock", "clock_motion.png", ("clock", "时钟"), ("a clock", "时钟"),
-            ("A motion-blurred photo of a round clock.", "一张运动模糊的圆形时钟照片。"), "grayscale", flips=False),
+            ("A motion-blurred photo of a round clock.", "一张运动模糊的圆形时钟照片。"), "grayscale",
+            flips=False),
     General("color-wheel", "color.png", ("color wheel", "色轮"), ("a color wheel", "色轮"),
-            ("A color wheel showing the full range of hues.", "一个展示各种色调的色轮。"), "color", flips=False),
+            ("A color wheel showing the full range of hues.", "一个展示各种色调的色轮。"), "color",
+            flips=False),
 )
 
 

@@ -86,7 +86,8 @@ ATTRIBUTES: dict[str, Attribute] = {
                 "zh": ("图中显示的是{x}吗？", "这张图像的主要对象是{x}吗？")},
         open={"en": ("Which organ or structure is the main subject of this image?", "What organ is shown?"),
               "zh": ("这张图像主要显示的是哪个器官或结构？", "图中显示的是什么器官？")},
-        mcq={"en": ("Which organ is the main subject of this image?",), "zh": ("这张图像主要显示的器官是？",)},
+        mcq={"en": ("Which organ is the main subject of this image?",),
+             "zh": ("这张图像主要显示的器官是？", )},
     ),
     "plane": Attribute(
         values={
@@ -122,7 +123,8 @@ ATTRIBUTES: dict[str, Attribute] = {
 }
 
 OVERLAPS: set[frozenset[str]] = {
-    frozenset(("whole body", "head")), frozenset(("whole body", "chest")), frozenset(("whole body", "abdomen")),
+    frozenset(("whole body", "head")), frozenset(("whole body", "chest")),
+    frozenset(("whole body", "abdomen")),
     frozenset(("whole body", "eye")), frozenset(("head", "eye")),
 }
 """Pairs of values that one image can show both of: never each other's wrong answer."""
@@ -133,7 +135,8 @@ NO = {"en": "no", "zh": "否"}
 CAPTION_INSTRUCTIONS = {
     "en": ("Describe this image briefly.", "Write a short caption for this medical image.",
            "What does this image show? Answer in one sentence."),
-    "zh": ("请简要描述这张图像。", "请为这张医学图像写一句简短的说明。", "这张图像显示了什么？请用一句话回答。"),
+    "zh": ("请简要描述这张图像。", "请为这张医学图像写一句简短的说明。",
+           "这张图像显示了什么？请用一句话回答。"),
 }
 GENERAL_CAPTION_INSTRUCTIONS = {
     "en": ("Describe this image briefly.", "Write a short caption for this picture."),
@@ -142,8 +145,10 @@ GENERAL_CAPTION_INSTRUCTIONS = {
 
 WINDOW_NAMES = {
     "brain": ("brain", "脑窗"), "subdural": ("subdural", "硬膜下窗"), "bone": ("bone", "骨窗"),
-    "lung": ("lung", "肺窗"), "mediastinum": ("mediastinal", "纵隔窗"), "soft_tissue": ("soft-tissue", "软组织窗"),
+    "lung": ("lung", "肺窗"), "mediastinum": ("mediastinal", "纵隔窗"),
+    "soft_tissue": ("soft-tissue", "软组织窗"),
 }
 """Named CT window -> (English adjective, Chinese name) for captions."""
 
-PLANE_WORDS = {"axial": ("Axial", "轴位"), "coronal": ("Coronal", "冠状位"), "sagittal": ("Sagittal", "矢状位")}
+PLANE_WORDS = {"axial": ("Axial", "轴位"), "coronal": ("Coronal", "冠状位"),
+               "sagittal": ("Sagittal", "矢状位")}

@@ -71,8 +71,10 @@ def build_model(cfg: BuildConfig):
     model.config.vocab_size = config.text_config.vocab_size
     generation_config(tokenizer, fmt, base=model.generation_config)
 
-    processor = make_processor(image_processor, tokenizer, vision.config, config.vision_feature_select_strategy, fmt)
+    processor = make_processor(image_processor, tokenizer, vision.config,
+                               config.vision_feature_select_strategy, fmt)
     model.eval()
-    log.info("built %s + %s, %d visual tokens, template %s", cfg.llm, cfg.vision.name_or_path or "scratch ViT",
+    log.info("built %s + %s, %d visual tokens, template %s", cfg.llm,
+             cfg.vision.name_or_path or "scratch ViT",
              config.image_seq_length, fmt.name)
     return model, processor

@@ -78,7 +78,8 @@ FORMATS: dict[str, ChatFormat] = {
         + _CONTENT
         + "{{ '<|eot_id|>' }}"
         "{%- endfor -%}"
-        "{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}",
+        "{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- "
+        "endif -%}",
         stop="<|eot_id|>",
         assistant_start="<|start_header_id|>assistant<|end_header_id|>\n\n",
     ),

@@ -27,7 +27,8 @@ def select_strategy(vision_config, requested: str = "auto") -> str:
     """LLaVA's ``vision_feature_select_strategy``: ``default`` drops the CLS token, ``full`` keeps every
     token; ``auto`` is default for CLIP and full for SigLIP (which has no CLS to drop)."""
     if requested not in STRATEGIES:
-        raise DoctorSunError(f"projector select_strategy must be one of {', '.join(STRATEGIES)}, not {requested!r}")
+        raise DoctorSunError(f"projector select_strategy must be one of {', '.join(STRATEGIES)}, not "
+                             f"{requested!r}")
     if requested == "auto":
         return "default" if has_cls(vision_config) else "full"
     if requested == "default" and not has_cls(vision_config):
@@ -50,7 +51,8 @@ def llava_config(vision_config, text_config, *, vocab_size: int, image_token_id:
     strategy = select_strategy(vision_config, strategy)
     n_layers = vision_config.num_hidden_layers
     if not -n_layers - 1 <= feature_layer <= n_layers:
-        raise DoctorSunError(f"projector feature_layer {feature_layer} is outside the vision tower ({n_layers} layers)")
+        raise DoctorSunError(f"projector feature_layer {feature_layer} is outside the vision tower "
+                             f"({n_layers} layers)")
     text_config.vocab_size = max(int(text_config.vocab_size or 0), vocab_size)
     config = LlavaConfig(
         vision_config=vision_config,

@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="scratch ViT input size")
     p.add_argument("--patch-size", type=int, help="scratch ViT patch size")
     p.add_argument("--feature-layer", type=int, help="vision layer that feeds the projector (default -2)")
-    p.add_argument("--select-strategy", choices=["auto", "default", "full"], help="drop CLS (default) or keep all")
+    p.add_argument("--select-strategy", choices=["auto", "default", "full"],
+                   help="drop CLS (default) or keep all")
     p.add_argument("--chat-template", choices=["auto", "chatml", "llama3", "vicuna"])
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--seed", type=int)
@@ -46,7 +47,8 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     try:
-        return BuildConfig.from_dict({**data, "vision": VisionConfig(**vision), "projector": ProjectorConfig(**projector)})
+        return BuildConfig.from_dict({**data, "vision": VisionConfig(**vision),
+                                      "projector": ProjectorConfig(**projector)})
     except TypeError as exc:
         raise DoctorSunError(f"bad model config: {exc}") from exc
 

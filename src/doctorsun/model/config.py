@@ -35,7 +35,8 @@ class VisionConfig:
                 )
             if self.hidden_size % self.num_attention_heads:
                 raise DoctorSunError(
-                    f"vision hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} heads"
+                    f"vision hidden_size {self.hidden_size} is not divisible by {self.num_attention_heads} "
+                    f"heads"
                 )
 
 

@@ -70,7 +70,8 @@ def write_model(plan: Plan, out: Path, chat_template: str = "auto", dtype: str |
         generation_config(tokenizer, fmt).save_pretrained(tmp)
         processor.save_pretrained(tmp)
         write_meta(tmp, {"stage": "import", "import": {**plan.source, "chat_template": fmt.name}})
-    log.info("imported %s into %s (%d tensors, template %s)", plan.source.get("path"), out, len(tensors), fmt.name)
+    log.info("imported %s into %s (%d tensors, template %s)", plan.source.get("path"), out, len(tensors),
+             fmt.name)
     return out
 
 

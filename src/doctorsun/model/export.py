@@ -102,7 +102,8 @@ def export(
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         processor.save_pretrained(tmp)
-        write_meta(tmp, {**meta, "export": {"source": str(model_dir), "dtype": str(model.dtype).removeprefix("torch.")}})
+        write_meta(tmp, {**meta, "export": {"source": str(model_dir),
+                                            "dtype": str(model.dtype).removeprefix("torch.")}})
         (tmp / "README.md").write_text(model_card(model, processor, name, read_meta(tmp)))
         stray = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
         if stray:

@@ -78,7 +78,8 @@ class Engine:
         return inputs.to(self.device)
 
     @torch.inference_mode()
-    def generate(self, conversations, images, settings: GenerationSettings | None = None, streamer=None) -> list[str]:
+    def generate(self, conversations, images, settings: GenerationSettings | None = None,
+                 streamer=None) -> list[str]:
         """Answer a batch of conversations; returns one string per conversation."""
         settings = settings or GenerationSettings()
         inputs = self.encode(conversations, images)

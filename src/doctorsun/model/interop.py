@@ -242,7 +242,8 @@ def plan_xtuner(src: Path, opts: ImportOptions) -> Plan:
         source={"layout": "xtuner", "path": str(src), "llm": str(llm_dir), "vision_tower": str(tower)},
     )
     _add(plan, llm_weights, CAUSAL_LM, llm_dir)
-    _add(plan, WeightFiles(projector_dir, opts.allow_pickle, "XTuner projector"), XTUNER_PROJECTOR, projector_dir)
+    _add(plan, WeightFiles(projector_dir, opts.allow_pickle, "XTuner projector"), XTUNER_PROJECTOR,
+         projector_dir)
     _add_tower(plan, tower_dir, opts.allow_pickle, adapter=src / "visual_encoder_adapter")
     return plan
 

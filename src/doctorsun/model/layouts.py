@@ -58,7 +58,8 @@ def _projector(*prefixes: str) -> tuple[tuple[str, str | None], ...]:
     """mlp2x_gelu's two linear layers sit at indices 0 and 2 of a Sequential; any other index is refused."""
     rules: list[tuple[str, str | None]] = []
     for prefix in prefixes:
-        rules += [(f"{prefix}0.", f"{PROJECTOR}linear_1."), (f"{prefix}2.", f"{PROJECTOR}linear_2."), (prefix, None)]
+        rules += [(f"{prefix}0.", f"{PROJECTOR}linear_1."), (f"{prefix}2.", f"{PROJECTOR}linear_2."),
+                  (prefix, None)]
     return tuple(rules)
 
 

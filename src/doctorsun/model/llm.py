@@ -47,7 +47,8 @@ def resolve_llm(name: str) -> Path | str:
     path = Path(name).expanduser()
     if path.exists():
         if path.is_file() and path.suffix != ".gguf":
-            raise DoctorSunError(f"LLM {name!r} is a file but not a .gguf; give a model dir, a .gguf or an HF id")
+            raise DoctorSunError(f"LLM {name!r} is a file but not a .gguf; give a model dir, a .gguf or an "
+                                 f"HF id")
         if path.is_dir() and not (path / "config.json").is_file():
             raise DoctorSunError(f"LLM dir {name!r} has no config.json")
         return path

@@ -166,7 +166,8 @@ class Batcher:
             texts = self.engine.generate(
                 [j.messages for j in group], [j.images for j in group], group[0].settings, streamer=streamer
             )
-            return [(job, streamer, row, text) for row, (job, text) in enumerate(zip(group, texts, strict=True))]
+            return [(job, streamer, row, text) for row,
+                    (job, text) in enumerate(zip(group, texts, strict=True))]
 
         def retry(exc: BaseException) -> bool:
             # One bad request must not sink the others: answer them one by one, unless text has been

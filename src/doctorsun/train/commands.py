@@ -22,13 +22,15 @@ LAUNCH_CONFIGS = {"zero2": "zero2.yaml", "zero3": "zero3.yaml", "fsdp": "fsdp.ya
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", help="recipe YAML (see recipes/mini and recipes/doctor-sun-8b)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint in the output dir")
     p.add_argument("--dry-run", action="store_true",
                    help="print parameter counts, tokens per step and memory per GPU; train nothing")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.max_steps=10 (repeatable)")
     p.add_argument("--config", choices=sorted(LAUNCH_CONFIGS),
-                   help="print the path of a shipped accelerate config (for `accelerate launch --config_file`)")
+                   help="print the path of a shipped accelerate config (for `accelerate launch "
+                   "--config_file`)")
 
 
 def launch_config(name: str) -> Path:
@@ -61,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
         return 0  # one report per run, from the main process
     print(json.dumps({k: summary[k] for k in ("stage", "model_dir", "steps", "wall_s") if k in summary}))
     if summary.get("skipped_records"):
-        print(f"{summary['skipped_records']} record(s) skipped: see {Path(recipe.output_dir) / 'problems.jsonl'}")
+        print(f"{summary['skipped_records']} record(s) skipped: see "
+              f"{Path(recipe.output_dir) / 'problems.jsonl'}")
     return 0

@@ -232,7 +232,8 @@ class LoopConfig:
         if self.max_steps is None and self.epochs <= 0:
             raise DoctorSunError(f"train.epochs must be > 0, not {self.epochs}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise DoctorSunError(f"train.mixed_precision must be no, bf16 or fp16, not {self.mixed_precision!r}")
+            raise DoctorSunError(f"train.mixed_precision must be no, bf16 or fp16, not "
+                                 f"{self.mixed_precision!r}")
         if self.save_steps is not None and self.save_steps < 1:
             raise DoctorSunError(f"train.save_steps must be >= 1, not {self.save_steps}")
 
@@ -292,7 +293,8 @@ class Recipe:
         if self.stage not in STAGES:
             raise DoctorSunError(f"stage must be one of {STAGES}, not {self.stage!r}")
         if (self.model is None) == (self.build is None):
-            raise DoctorSunError("a recipe needs exactly one of 'model' (a model dir) and 'build' (a build config)")
+            raise DoctorSunError("a recipe needs exactly one of 'model' (a model dir) and 'build' (a build "
+                                 "config)")
         if isinstance(self.build, dict):
             self.build = BuildConfig.from_dict(self.build)
         if self.parts is None:
@@ -342,7 +344,8 @@ _NESTED = {
     ("Recipe", "parts"): PartsConfig, ("Recipe", "data"): DataConfig, ("Recipe", "optim"): OptimConfig,
     ("Recipe", "train"): LoopConfig, ("Recipe", "contrastive"): ContrastiveConfig,
     ("Recipe", "architecture"): ArchitectureConfig,
-    ("PartsConfig", "vision"): PartConfig, ("PartsConfig", "projector"): PartConfig, ("PartsConfig", "llm"): PartConfig,
+    ("PartsConfig", "vision"): PartConfig, ("PartsConfig", "projector"): PartConfig,
+    ("PartsConfig", "llm"): PartConfig,
 }
 
 

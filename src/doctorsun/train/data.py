@@ -124,11 +124,13 @@ def merge_turns(records: list[dict], max_turns: int, seed: int) -> list[dict]:
                 human, answer = r["conversations"]
                 question = PLACEHOLDER.sub("", str(human["value"]), count=1).strip()
                 turns += [{**human, "value": question}, answer]
-            merged.append({**chunk[0], "id": "+".join(str(r.get("id")) for r in chunk), "conversations": turns})
+            merged.append({**chunk[0], "id": "+".join(str(r.get("id")) for r in chunk),
+                           "conversations": turns})
     return merged
 
 
-def check_images(records: list[dict], image_processor) -> tuple[list[dict], list[Problem], dict[str, torch.Tensor]]:
+def check_images(records: list[dict], image_processor
+                 ) -> tuple[list[dict], list[Problem], dict[str, torch.Tensor]]:
     """Decode every distinct image once: unreadable ones drop their records (reported), readable ones
     are kept as preprocessed pixel tensors so no epoch reads a file twice."""
     from tqdm.auto import tqdm

@@ -54,7 +54,8 @@ def meta_model(recipe: Recipe):
 
         path = resolve_model_dir(recipe.model)
         if not (path / "config.json").is_file():
-            raise DoctorSunError(f"dry run: {path} has no config.json, and the recipe ships no architecture facts")
+            raise DoctorSunError(f"dry run: {path} has no config.json, and the recipe ships no architecture "
+                                 f"facts")
         config = LlavaConfig.from_pretrained(path)
     else:
         raise DoctorSunError("dry run needs architecture.llm_config and architecture.vision_config "

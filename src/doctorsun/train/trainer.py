@@ -107,7 +107,8 @@ def training_arguments(recipe: Recipe, out: Path, **overrides: Any) -> TrainingA
 class StageTrainer(Trainer):
     """``Trainer`` with DoctorSun's loss, sampler and checkpoints (see the module docstring)."""
 
-    def __init__(self, *args, recipe: Recipe, lengths: list[int] | None = None, lm_loss: bool = True, **kwargs):
+    def __init__(self, *args, recipe: Recipe, lengths: list[int] | None = None, lm_loss: bool = True,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.recipe = recipe
         self.lengths = lengths
@@ -137,7 +138,8 @@ class StageTrainer(Trainer):
                     groups.setdefault((lr, self.args.weight_decay if name in decay else 0.0), []).append(p)
             cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
             kwargs.pop("lr", None)
-            self.optimizer = cls([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
+            self.optimizer = cls([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd),
+                                  ps in groups.items()],
                                  lr=self.args.learning_rate, **kwargs)
         return super().create_optimizer(model)
 
@@ -192,7 +194,8 @@ class StageTrainer(Trainer):
         state = load_file(str(path))
         missing = set(self._trainable_names(model)) - set(state)
         if missing:
-            raise DoctorSunError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable tensor(s) "
+            raise DoctorSunError(f"checkpoint {resume_from_checkpoint} lacks {len(missing)} trainable "
+                                 f"tensor(s) "
                                  f"(e.g. {sorted(missing)[0]}): was it written by another recipe?")
         model.load_state_dict(state, strict=False)
 
@@ -222,7 +225,8 @@ def checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints under ``run_dir``, oldest first (staging folders are never listed)."""
     if not run_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    found = [(int(m.group(1)),
+              p) for p in run_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
     return [p for _, p in sorted(found)]
 
 

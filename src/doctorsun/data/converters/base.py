@@ -121,7 +121,8 @@ def mcq_record(rid: str, question: str, choices: list[str], gold: list[int], *, 
     if not gold or any(not 0 <= g < len(choices) for g in gold):
         raise ValueError(f"the answer names no option (options {LETTERS[:len(choices)]})")
     reply = "\n".join(mcq_answer(choices, g) for g in sorted(set(gold)))
-    record = {"id": rid, "image": image, "conversations": _turns(mcq_prompt(question, choices, lang), reply, image),
+    record = {"id": rid, "image": image,
+              "conversations": _turns(mcq_prompt(question, choices, lang), reply, image),
               "lang": lang, "source": source, "task": "mcq", "answer_type": "CLOSED", "choices": choices}
     if image is None:
         del record["image"]
@@ -135,8 +136,7 @@ def caption_record(rid: str, caption: str, *, source: str, image: str, lang: str
     if not caption:
         raise ValueError("empty caption")
     lang = lang or detect_lang(caption)
-    record = {"id": rid, "image": image, "conversations": _turns(caption_prompt(lang),
-                                                                  caption, image),
+    record = {"id": rid, "image": image, "conversations": _turns(caption_prompt(lang), caption, image),
               "lang": lang, "source": source, "task": "caption"}
     return _with_meta(record, meta)
 

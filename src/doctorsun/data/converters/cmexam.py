@@ -45,7 +45,8 @@ def convert(src: Path, split: str) -> ConvertResult:
             gold = letters_to_indices(text(row.get("Answer")), len(choices))
             meta = {key: text(row.get(col)) or None for col, key in ANNOTATIONS.items()}
             meta["explanation"] = text(row.get("Explanation")) or None
-            out.add(mcq_record(f"{SOURCE}-{split}-{i}", text(row.get("Question")), choices, gold, source=SOURCE,
+            out.add(mcq_record(f"{SOURCE}-{split}-{i}", text(row.get("Question")), choices, gold,
+                               source=SOURCE,
                                lang="zh", meta=meta))
         except (ValueError, KeyError) as exc:
             out.skip(f"row {i + 2}", str(exc) or type(exc).__name__)  # +2: header line, 1-based

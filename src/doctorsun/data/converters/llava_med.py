@@ -97,8 +97,10 @@ def _from_questions(src: Path, answers: str | Path | None, out: Collector) -> No
             if qid not in gold:
                 raise ValueError("no answer in the answers file")
             question = _strip_image(row.get("text"))
-            meta = {"question_id": row.get("question_id"), "type": row.get("type"), "domain": row.get("domain")}
-            out.add(vqa_record(f"{SOURCE}-{qid}", question, gold[qid], source=SOURCE, lang=detect_lang(question),
+            meta = {"question_id": row.get("question_id"), "type": row.get("type"),
+                    "domain": row.get("domain")}
+            out.add(vqa_record(f"{SOURCE}-{qid}", question, gold[qid], source=SOURCE,
+                               lang=detect_lang(question),
                                image=text(row.get("image")) or None, meta=meta))
         except (ValueError, AttributeError) as exc:
             out.skip(qid, str(exc))

@@ -36,7 +36,8 @@ def convert(src: Path, split: str, region: str = "US", options: int | None = Non
             raise DoctorSunError("medqa: options must be 4 or 5")
         sub = f"{region}/4_options" if options == 4 else region
         name = f"phrases_no_exclude_{split}.jsonl" if options == 4 else f"{split}.jsonl"
-        path = find_one(src, [f"{sub}/{name}", f"**/questions/{sub}/{name}", f"**/{sub}/{name}"], f"{sub}/{name}")
+        path = find_one(src, [f"{sub}/{name}", f"**/questions/{sub}/{name}", f"**/{sub}/{name}"],
+                        f"{sub}/{name}")
     out = Collector()
     for where, row in read_jsonl(path, out):
         try:
@@ -46,8 +47,10 @@ def convert(src: Path, split: str, region: str = "US", options: int | None = Non
             if len(gold) != 1:
                 raise ValueError(f"answer_idx {letter!r} should be one letter")
             question = text(row.get("question"))
-            meta = {"answer_idx": letter, "answer": text(row.get("answer")), "meta_info": row.get("meta_info")}
-            out.add(mcq_record(f"{SOURCE}-{split}-{where.split()[-1]}", question, choices, gold, source=SOURCE,
+            meta = {"answer_idx": letter, "answer": text(row.get("answer")),
+                    "meta_info": row.get("meta_info")}
+            out.add(mcq_record(f"{SOURCE}-{split}-{where.split()[-1]}", question, choices, gold,
+                               source=SOURCE,
                                lang=detect_lang(question), meta=meta))
         except (ValueError, KeyError, AttributeError) as exc:
             out.skip(where, str(exc) or type(exc).__name__)

@@ -14,7 +14,8 @@ from doctorsun.errors import DoctorSunError
 
 DEFAULT_SPLIT = "test"
 SOURCE = "omnimedvqa"
-ACCESS = {"open": ("Open-access",), "restricted": ("Restricted-access",), "all": ("Open-access", "Restricted-access")}
+ACCESS = {"open": ("Open-access",), "restricted": ("Restricted-access",),
+          "all": ("Open-access", "Restricted-access")}
 
 
 def convert(src: Path, split: str, access: str = "all", dataset: str | None = None) -> ConvertResult:
@@ -39,7 +40,9 @@ def convert(src: Path, split: str, access: str = "all", dataset: str | None = No
     for path in files:
         access_name = path.parent.name
         for i, row in enumerate(read_json(path)):
-            where = row.get("question_id", f"{path.name} item {i}") if isinstance(row, dict) else f"{path.name} item {i}"
+            where = f"{path.name} item {i}"
+            if isinstance(row, dict):
+                where = row.get("question_id", where)
             try:
                 out.add(_record(row, access_name))
             except (ValueError, KeyError, AttributeError) as exc:

@@ -61,7 +61,8 @@ def _from_parquet(src: Path, split: str, extract_to) -> ConvertResult:
     for i, row in enumerate(parquet.read_rows(parquet.parquet_shards(src, hub_split))):
         try:
             name = parquet.extract_image(row.get("image"), image_root / hub_split, f"{hub_split}_{i:05d}")
-            out.add(vqa_record(f"{SOURCE}-{hub_split}-{i}", text(row.get("question")), text(row.get("answer")),
+            out.add(vqa_record(f"{SOURCE}-{hub_split}-{i}", text(row.get("question")),
+                               text(row.get("answer")),
                                source=SOURCE, lang="en", image=f"{hub_split}/{name}", meta={"index": i}))
         except (ValueError, OSError) as exc:
             out.skip(f"row {i}", str(exc))

@@ -21,7 +21,8 @@ IMAGE_DIRS = ("images", "images_2", "figures")
 _CHOICE_PREFIX = re.compile(r"^\s*[A-D]\s*[:：.]\s*")
 
 
-def convert(src: Path, split: str, version: int | None = None, image_dir: str | Path | None = None) -> ConvertResult:
+def convert(src: Path, split: str, version: int | None = None,
+            image_dir: str | Path | None = None) -> ConvertResult:
     """Options: ``version`` 1 or 2 (default: v1 when ``{split}.csv`` exists, else v2's
     ``{split}_2.csv``); ``image_dir`` (default: the first of images/, images_2/, figures/ that exists).
     Splits: train, test, test_clean (v1). ``src`` is the folder or one CSV file."""

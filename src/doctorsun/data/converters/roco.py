@@ -16,7 +16,8 @@ from doctorsun.errors import DoctorSunError
 DEFAULT_SPLIT = "train"
 SOURCE = "roco"
 SPLITS = ("train", "validation", "test")
-PARTS = {"radiology": ("radiology",), "non-radiology": ("non-radiology",), "all": ("radiology", "non-radiology")}
+PARTS = {"radiology": ("radiology",), "non-radiology": ("non-radiology",),
+         "all": ("radiology", "non-radiology")}
 _PMCID = re.compile(r"(PMC\d+)\.tar\.gz")
 
 
@@ -54,7 +55,8 @@ def _read_folder(folder: Path, prefix: str, out: Collector) -> None:
         try:
             image = files.get(rid, f"{rid}.jpg")
             out.add(caption_record(f"{SOURCE}-{rid}", caption.strip(), source=SOURCE, lang="en",
-                                   image=f"{prefix}images/{image}", meta={"roco_id": rid, "part": folder.name}))
+                                   image=f"{prefix}images/{image}",
+                                   meta={"roco_id": rid, "part": folder.name}))
         except ValueError as exc:
             out.skip(rid or f"{captions[0].name} line {n}", str(exc))
 

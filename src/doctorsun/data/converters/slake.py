@@ -45,7 +45,8 @@ def convert(src: Path, split: str, lang: str | None = None) -> ConvertResult:
             image = text(row.get("img_name"))
             if not image:
                 raise ValueError("no img_name")
-            out.add(vqa_record(f"{SOURCE}-{split}-{row['qid']}", text(row.get("question")), text(row.get("answer")),
+            out.add(vqa_record(f"{SOURCE}-{split}-{row['qid']}", text(row.get("question")),
+                               text(row.get("answer")),
                                source=SOURCE, lang=q_lang, image=image,
                                answer_type=text(row.get("answer_type")).upper() or None, meta=meta))
         except (ValueError, KeyError, AttributeError) as exc:

@@ -85,7 +85,8 @@ class Stage:
         if resume:
             checkpoint = last_checkpoint(self.out)
             if checkpoint is None:
-                log.warning("--resume: no checkpoint under %s/checkpoints; starting from the beginning", self.out)
+                log.warning("--resume: no checkpoint under %s/checkpoints; starting from the beginning",
+                            self.out)
             else:
                 log.info("resuming from %s", checkpoint)
         elif self.is_main and (self.out / LOG_FILE).exists():
@@ -93,7 +94,8 @@ class Stage:
         if self.is_main:
             write_text(self.out / "recipe.yaml", self.recipe.to_yaml())
             if self.problems:
-                lines = [json.dumps({"id": rid, "reason": why}, ensure_ascii=False) for rid, why in self.problems]
+                lines = [json.dumps({"id": rid, "reason": why}, ensure_ascii=False) for rid,
+                         why in self.problems]
                 write_text(self.out / "problems.jsonl", "\n".join(lines) + "\n")
         result = self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         self.metrics = dict(result.metrics)
@@ -103,7 +105,8 @@ class Stage:
         from doctorsun.train.parts import merge
 
         if self.trainer.is_deepspeed_enabled or self.trainer.is_fsdp_enabled:
-            raise DoctorSunError("saving the final model from a sharded run: use `accelerate merge-weights` on "
+            raise DoctorSunError("saving the final model from a sharded run: use `accelerate merge-weights` "
+                                 "on "
                                  "the last checkpoint (merging LoRA needs whole weights)")
         return merge(self.model)
 
@@ -130,6 +133,7 @@ class Stage:
             save_model(model, self.processor, self.out / MODEL_SUBDIR, meta=meta)
             write_text(self.out / MODEL_SUBDIR / "recipe.yaml", self.recipe.to_yaml())
             plot_loss(self.out / LOG_FILE, self.out / "loss.png", f"{self.recipe.stage} stage")
-            log.info("%s stage: %d steps, model in %s", self.recipe.stage, summary["steps"], summary["model_dir"])
+            log.info("%s stage: %d steps, model in %s", self.recipe.stage, summary["steps"],
+                     summary["model_dir"])
         self.trainer.accelerator.wait_for_everyone()
         return summary

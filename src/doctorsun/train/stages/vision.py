@@ -87,7 +87,8 @@ class ContrastiveModel(nn.Module):
 class CaptionSet(Dataset):
     """(image, caption embedding, caption group) triples."""
 
-    def __init__(self, images: list[str], groups: list[int], pixels: dict[str, torch.Tensor], text: torch.Tensor):
+    def __init__(self, images: list[str], groups: list[int], pixels: dict[str, torch.Tensor],
+                 text: torch.Tensor):
         self.images, self.groups, self.pixels, self.text = images, groups, pixels, text
 
     def __len__(self) -> int:
