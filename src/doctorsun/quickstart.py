@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]]:
     """Per-stage ``--set`` values, with every path of the recipes moved under ``out``."""
-    from doctorsun.train.config import read_yaml
+    from doctorsun.train.overrides import read_yaml
 
     data = out / "data"
     per: dict[str, dict[str, Any]] = {s: {"output_dir": str(out / s)} for s in STAGES}
