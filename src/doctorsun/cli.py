@@ -29,16 +29,26 @@ SUBVERBS: dict[str, dict[str, tuple[str, str]]] = {
     "data": {"mini": ("doctorsun.mini.commands",
                       "build SunMed-VL-mini from images that installed packages ship")},
 }
+# Verbs of two words whose first word is also a verb of its own: (verb, word) -> (module, one-line help).
+COMPOUND: dict[tuple[str, str], tuple[str, str]] = {
+    ("eval", "compare"): ("doctorsun.eval.compare",
+                          "compare two evaluation runs question by question (paired bootstrap CIs, McNemar)"),
+}
 
 
-def _parser(verb: str | None) -> argparse.ArgumentParser:
+def _parser(verb: str | None, word: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="doctorsun", description="Bilingual medical multimodal LLMs.")
     parser.add_argument("--version", action="version", version=f"doctorsun {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (module, help_text) in VERBS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == verb:
+        compound = COMPOUND.get((name, word or "")) if name == verb else None
+        p = sub.add_parser(name, help=help_text, description=compound[1] if compound else help_text)
+        if compound:
+            p.add_argument("compound", choices=[word], metavar=word)
+            importlib.import_module(compound[0]).add_arguments(p)
+            p.set_defaults(run_module=compound[0])
+        elif name == verb:
             group = importlib.import_module(module).add_arguments(p)
             for sub_name, (sub_module, sub_help) in SUBVERBS.get(name, {}).items():
                 q = group.add_parser(sub_name, help=sub_help, description=sub_help)
@@ -49,9 +59,11 @@ def _parser(verb: str | None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    verb = next((a for a in argv if not a.startswith("-")), None)
+    words = [a for a in argv if not a.startswith("-")]
+    verb = words[0] if words else None
+    word = words[1] if len(words) > 1 and (verb, words[1]) in COMPOUND else None
     try:
-        args = _parser(verb if verb in VERBS else None).parse_args(argv)
+        args = _parser(verb if verb in VERBS else None, word).parse_args(argv)
         if args.verb is None:
             _parser(None).print_help()
             return 2

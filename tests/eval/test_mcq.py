@@ -66,3 +66,15 @@ def test_bleu_choice():
 ])
 def test_pubmedqa_choice(output, expected):
     assert pubmedqa_choice(output) == expected
+
+
+def test_omnimedvqa_compares_the_chosen_options_text_not_its_letter():
+    """Two options with the same text: the closest is the last "Normal" (C), but its text equals the
+    gold's (A), and OmniMedVQA's scorer compares ``option text == gt_answer``."""
+    from doctorsun.eval.scoring import mcq_correct
+
+    row = {"options": {"A": "Normal", "B": "Abnormal", "C": "Normal", "D": "Unknown"}, "gold": "A",
+           "prediction": "(A) Normal"}
+    assert closest_option(row["prediction"], list(row["options"].values())) == 2
+    assert mcq_correct("closest", row)
+    assert not mcq_correct("closest", {**row, "prediction": "Abnormal"})

@@ -123,3 +123,29 @@ def test_exact_match(pred, gold, same):
 def test_normalize_exact_maps_synonyms_only_for_whole_answers():
     assert normalize_exact("Yep!") == "yes"
     assert normalize_exact("yes it is") == "yes it is"
+
+
+# --- per-item equality with the peers' own code, where DoctorSun used to differ ----------------------------
+def test_llava_med_open_scores_normalise_twice_as_its_run_eval_does():
+    """``run_eval.evaluate`` normalises, then ``calculate_f1score`` normalises again; each pass strips at
+    most 32 periods, so 45 periods need both passes. The peer gives F1 0.5, precision 1/3, recall 1."""
+    f1, precision, recall = llava_med_prf("1. 2. 3. " * 15, "3")
+    assert (f1, precision, recall) == pytest.approx((0.5, 1 / 3, 1.0))
+    once = normalize_vqa("1. 2. 3. " * 15)
+    assert "." in once and "." not in normalize_vqa(once)  # one pass leaves 13 periods
+
+
+def test_multimedeval_strips_the_gold_before_scoring():
+    """``answer.lower().strip()``: with the trailing space, "/ " would delete the slashes instead."""
+    s = multimedeval_vqa("t1 t2", "t1/t2/ ")
+    assert s["recall"] == 1.0 and s["correct"]
+
+
+def test_peer_exact_values_beside_ours_for_chinese():
+    """DoctorSun splits Chinese per character and reads 是/否 as yes/no; the peers split on whitespace."""
+    assert llava_med_prf("左肺下叶", "右肺下叶")[2] == pytest.approx(0.75)
+    assert llava_med_prf("左肺下叶", "右肺下叶", peer=True) == (0.0, 0.0, 0.0)  # one token each, different
+    assert multimedeval_vqa("否", "否")["closed"] and not multimedeval_vqa("否", "否", peer=True)["closed"]
+    assert llava_med_closed_hit("是", "是") and not llava_med_closed_hit("是", "是", peer=True)
+    english = ("The left lung is affected", "left lung")
+    assert llava_med_prf(*english) == llava_med_prf(*english, peer=True)

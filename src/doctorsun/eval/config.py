@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from doctorsun.errors import DoctorSunError
+from doctorsun.eval.judge import JudgeConfig
 
 
 @dataclass
@@ -26,9 +27,16 @@ class EvalConfig:
     """Seed set before generating (decoding is greedy; the seed matters only to sampling code paths)."""
     resume: bool = True
     """Keep the answers already in the output folder from the same run; ``False`` starts over."""
+    split: str | None = None
+    """The benchmark split read (``None``: the set's test split); recorded so a protocol names it."""
+    judge: JudgeConfig | None = None
+    """An LLM judge for open answers (``None``: rule metrics only)."""
 
     def __post_init__(self) -> None:
         from doctorsun.eval.benchmarks import BENCHMARKS
+
+        if isinstance(self.judge, dict):
+            self.judge = JudgeConfig(**self.judge)
 
         if self.bench not in BENCHMARKS:
             raise DoctorSunError(f"unknown benchmark {self.bench!r}; known: {', '.join(BENCHMARKS)}")

@@ -6,8 +6,10 @@ Peers score the same sets differently, so every definition below follows one pee
 - MultiMedEval's token-set precision / recall / F1, BLEU-1 and its closed / open correctness thresholds;
 - lmms-eval's SLAKE exact match with bilingual yes/no synonyms.
 
-Chinese is never tokenised by whitespace alone: every CJK character is its own token (``tokens``). For text
-without CJK characters ``tokens`` is exactly the peers' whitespace split, so English numbers match theirs.
+Chinese is never tokenised by whitespace alone: every CJK character is its own token (``tokens``), and 是/否
+count as yes/no. For text without CJK characters this is exactly the peers' whitespace split, so English
+numbers match theirs. Where this deliberately differs from a peer (Chinese text), ``peer=True`` gives the
+peer's exact value (whitespace split, English yes/no only), reported under the peer's name.
 The standard 10-annotator VQA accuracy is deliberately absent: with one reference answer it is always 0.
 """
 
@@ -96,13 +98,14 @@ def has_cjk(text: str) -> bool:
     return re.search(f"[{_CJK}]", text) is not None
 
 
-def tokens(normalized: str) -> list[str]:
+def tokens(normalized: str, peer: bool = False) -> list[str]:
     """Split normalised text: whitespace between words, and every CJK character a token of its own.
 
     For text without CJK characters this is ``str.split()``, exactly what the peers do; in text with
-    them, Chinese punctuation (and curly quotes) separates tokens and is dropped.
+    them, Chinese punctuation (and curly quotes) separates tokens and is dropped. ``peer``: the peers'
+    plain whitespace split for every text.
     """
-    if not has_cjk(normalized):
+    if peer or not has_cjk(normalized):
         return normalized.split()
     return _TOKEN.findall(normalized.translate(_ZH_PUNCT_TABLE))
 
@@ -123,16 +126,24 @@ def bleu1(hypothesis: list[str], reference: list[str]) -> float:
 # --- LLaVA-Med ---------------------------------------------------------------------------------------
 YES_NO = {"yes": "yes", "no": "no", "是": "yes", "否": "no"}
 """Gold answers that make a question yes/no ("closed" in MultiMedEval's sense), in both languages."""
+PEER_YES_NO = {"yes": "yes", "no": "no"}
+"""The peers' own yes/no: English only."""
 
 
-def llava_med_prf(prediction: str, gold: str) -> tuple[float, float, float]:
+def _yes_no(peer: bool) -> dict[str, str]:
+    return PEER_YES_NO if peer else YES_NO
+
+
+def llava_med_prf(prediction: str, gold: str, peer: bool = False) -> tuple[float, float, float]:
     """``(f1, precision, recall)`` of LLaVA-Med's ``calculate_f1score``; its recall is the "open" number.
 
     Word counts, not sets, and true positives count the *prediction's* repeats (the reference's quirk, kept
-    so that numbers compare). https://github.com/microsoft/LLaVA-Med/blob/v1.0.0/llava/eval/eval_metrics/evaluate_metrics.py
+    so that numbers compare). The texts are normalised twice, as there: ``run_eval.evaluate`` normalises
+    them and ``calculate_f1score`` does again, and each pass strips at most 32 periods.
+    https://github.com/microsoft/LLaVA-Med/blob/v1.0.0/llava/eval/eval_metrics/evaluate_metrics.py
     """
-    cand = Counter(tokens(normalize_vqa(prediction)))
-    ref = Counter(tokens(normalize_vqa(gold)))
+    cand = Counter(tokens(normalize_vqa(normalize_vqa(prediction)), peer))
+    ref = Counter(tokens(normalize_vqa(normalize_vqa(gold)), peer))
     if not cand or not ref:
         return 0.0, 0.0, 0.0
     tp = sum(n for w, n in cand.items() if w in ref)
@@ -144,40 +155,43 @@ def llava_med_prf(prediction: str, gold: str) -> tuple[float, float, float]:
     return 2 * precision * recall / (precision + recall), precision, recall
 
 
-def llava_med_bleu1(prediction: str, gold: str) -> float:
-    """LLaVA-Med's ``bleu_score_1``: nltk sentence BLEU with weights (1, 0, 0, 0) on normalised words."""
-    return bleu1(tokens(normalize_vqa(prediction)), tokens(normalize_vqa(gold)))
+def llava_med_bleu1(prediction: str, gold: str, peer: bool = False) -> float:
+    """LLaVA-Med's ``bleu_score_1``: nltk sentence BLEU with weights (1, 0, 0, 0) on normalised words
+    (normalised once there)."""
+    return bleu1(tokens(normalize_vqa(prediction), peer), tokens(normalize_vqa(gold), peer))
 
 
-def llava_med_closed_hit(prediction: str, gold: str) -> bool:
+def llava_med_closed_hit(prediction: str, gold: str, peer: bool = False) -> bool:
     """LLaVA-Med's closed rule: the normalised prediction says yes or no and contains the gold as a substring.
 
     Substrings, as in the reference (so "not" counts as saying "no"). Chinese predictions may say 是/否
-    instead. The reference forgets to count a miss when the prediction says yes/no but not the gold; here
-    every closed question counts, so the accuracy's denominator is all closed questions.
+    instead (not with ``peer``). Every closed question counts, so the accuracy's denominator is all closed
+    questions, as in ``run_eval.py``; its sibling ``run_eval_batch_pvqa.py`` forgets to count a miss when
+    the prediction says yes/no but not the gold, which inflates its closed accuracy.
     https://github.com/microsoft/LLaVA-Med/blob/v1.0.0/llava/eval/run_eval.py
     """
     pred, ref = normalize_vqa(prediction), normalize_vqa(gold)
-    says = any(w in pred for w in YES_NO)
+    says = any(w in pred for w in _yes_no(peer))
     return says and ref in pred
 
 
 # --- MultiMedEval ------------------------------------------------------------------------------------
-def multimedeval_vqa(prediction: str, gold: str) -> dict[str, float | bool]:
+def multimedeval_vqa(prediction: str, gold: str, peer: bool = False) -> dict[str, float | bool]:
     """One question scored as MultiMedEval's ``VQA.evaluate`` does.
 
-    Token *sets* after normalisation: precision, recall, F1 = 2PR / (P + R + 1e-8), BLEU-1. A question is
-    closed when the gold is yes/no; for "no", "not" joins the gold set (and 不 joins 否, the Chinese
-    analogue); a closed answer is correct when that recall >= 0.4, an open one when recall >= 0.75.
+    The gold is stripped first (``answer.lower().strip()`` there). Token *sets* after normalisation:
+    precision, recall, F1 = 2PR / (P + R + 1e-8), BLEU-1. A question is closed when the gold is yes/no; for
+    "no", "not" joins the gold set (and 不 joins 否, the Chinese analogue, unless ``peer``); a closed answer
+    is correct when that recall >= 0.4, an open one when recall >= 0.75.
     https://github.com/corentin-ryr/MultiMedEval/blob/main/multimedeval/task_families.py
     """
-    clean_pred, clean_gold = normalize_vqa(prediction), normalize_vqa(gold)
-    pred_set, gold_set = set(tokens(clean_pred)), set(tokens(clean_gold))
+    clean_pred, clean_gold = normalize_vqa(prediction), normalize_vqa(str(gold).lower().strip())
+    pred_set, gold_set = set(tokens(clean_pred, peer)), set(tokens(clean_gold, peer))
     common = len(pred_set & gold_set)
     precision = common / len(pred_set) if pred_set else 0.0
     recall = common / len(gold_set) if gold_set else 0.0
     f1 = 2 * precision * recall / (precision + recall + 1e-8)
-    closed = clean_gold in YES_NO
+    closed = clean_gold in _yes_no(peer)
     if closed:
         if gold_set in ({"no"}, {"否"}):
             gold_set = gold_set | ({"not"} if "no" in gold_set else {"不"})
@@ -185,7 +199,8 @@ def multimedeval_vqa(prediction: str, gold: str) -> dict[str, float | bool]:
     else:
         correct = recall >= 0.75
     return {"precision": precision, "recall": recall, "f1": f1,
-            "bleu1": bleu1(tokens(clean_pred), tokens(clean_gold)), "closed": closed, "correct": correct}
+            "bleu1": bleu1(tokens(clean_pred, peer), tokens(clean_gold, peer)), "closed": closed,
+            "correct": correct}
 
 
 # --- lmms-eval SLAKE ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ CHART = "scores.png"
 
 LABELS = {
     "closed_accuracy": "closed accuracy", "open_recall": "open recall", "mcq_accuracy": "MCQ accuracy",
-    "token_f1": "token F1", "bleu1": "BLEU-1", "exact_match": "exact match",
+    "token_f1": "token F1", "bleu1": "BLEU-1", "exact_match": "exact match", "judge_accuracy": "judge accuracy",
 }
 DEFINITIONS = {
     "closed_accuracy": "LLaVA-Med hit rule on questions the set marks CLOSED",
@@ -25,10 +25,14 @@ DEFINITIONS = {
     "token_f1": "MultiMedEval token-set F1, all VQA questions",
     "bleu1": "MultiMedEval BLEU-1, all VQA questions",
     "exact_match": "lmms-eval normalised exact match, all VQA questions",
+    "judge_accuracy": "share of OPEN answers the LLM judge calls correct",
 }
 SOURCES = {
     "llava_med": "LLaVA-Med `llava/eval/run_eval.py` (v1.0.0)",
     "multimedeval": "MultiMedEval `VQA.evaluate`",
+    "llava_med_peer": "LLaVA-Med, the peer's exact value (DoctorSun splits Chinese per character and reads "
+                      "是/否 as yes/no; the peer splits on whitespace and knows English yes/no only)",
+    "multimedeval_peer": "MultiMedEval, the peer's exact value (whitespace split, English yes/no only)",
     "exact_match": "lmms-eval SLAKE `normalize_answer`",
     "mcq": "multiple choice (huatuo: HuatuoGPT-Vision; cmb: CMB; closest: OmniMedVQA; "
            "bleu: MultiMedEval MedQA; pubmedqa: MultiMedEval PubMedQA)",
@@ -53,6 +57,32 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + [""]
 
 
+def _protocol_card(card: dict | None) -> list[str]:
+    """Two reports with the same card measured the same thing (``protocol.json`` holds it whole)."""
+    if not card:
+        return []
+    judge = card["eval"].get("judge")
+    decoding = card.get("decoding") or {}
+    return ["## Protocol", "",
+            f"- benchmark `{card['bench']}`, split `{card.get('split') or 'test (default)'}`, data sha256 "
+            f"`{str(card.get('data_sha256'))[:16]}`, records sha256 `{str(card.get('records_sha256'))[:16]}`",
+            f"- prompt: chat template `{card['prompt'].get('chat_template')}` (sha256 "
+            f"`{str(card['prompt'].get('chat_template_sha256'))[:16]}`), builder sha256 "
+            f"`{str(card['prompt'].get('builder_sha256'))[:16]}`",
+            f"- metrics v{card['metrics']['version']} (sha256 `{card['metrics']['sha256'][:16]}`); decoding "
+            f"greedy={not decoding.get('do_sample', False)}, max_new_tokens={decoding.get('max_new_tokens')}, "
+            f"seed={decoding.get('seed')}",
+            f"- judge: {judge['model'] + ' (' + judge['prompt_version'] + ')' if judge else 'none'}; "
+            f"DoctorSun {card.get('doctorsun_version')}", ""]
+
+
+def _interval(ci: dict | None) -> str:
+    if not ci or not ci.get("ci95"):
+        return "-"
+    lo, hi = ci["ci95"]
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
 def markdown(scores: dict[str, Any]) -> str:
     prov = scores.get("provenance", {})
     data = prov.get("data") or {}
@@ -65,12 +95,17 @@ def markdown(scores: dict[str, Any]) -> str:
              f"- questions scored: {scores['n']} ({scores.get('n_empty_predictions', 0)} empty answers), "
              f"skipped: {scores.get('n_skipped', 0)}"
              + (f", limit: {prov['limit']}" if prov.get("limit") else ""),
-             f"- images: {'blank (text-only baseline)' if prov.get('blank_image') else 'as given'}", "",
-             "## Headline", ""]
-    head = [[LABELS[k], scores[k], DEFINITIONS[k]] for k in LABELS if scores.get(k) is not None]
+             f"- images: {'blank (text-only baseline)' if prov.get('blank_image') else 'as given'}", ""]
+    lines += _protocol_card(scores.get("protocol"))
+    lines += ["## Headline", ""]
+    ci = scores.get("uncertainty") or {}
+    head = [[LABELS[k], scores[k], _interval(ci.get(k)), (ci.get(k) or {}).get("n"), DEFINITIONS[k]]
+            for k in LABELS if scores.get(k) is not None]
     if scores.get("mcq_method"):
-        head = [[r[0], r[1], r[2].replace("mcq_method", scores["mcq_method"])] for r in head]
-    lines += _table(["metric", "value", "definition"], head)
+        head = [[*r[:-1], r[-1].replace("mcq_method", scores["mcq_method"])] for r in head]
+    lines += _table(["metric", "value", "95% CI", "n", "definition"], head)
+    if ci:
+        lines += [f"Intervals: {ci.get('method')}, seed {ci.get('seed')}.", ""]
     lines += ["## Every definition", ""]
     for group, values in scores.get("metrics", {}).items():
         lines += [f"### {SOURCES.get(group, group)}", ""]
@@ -79,6 +114,21 @@ def markdown(scores: dict[str, Any]) -> str:
                             [[m, v["accuracy"], v["n"]] for m, v in values.items()])
         else:
             lines += _table(["metric", "value"], [[k, v] for k, v in values.items()])
+    judge = scores.get("judge")
+    if judge:
+        kappa = judge.get("kappa_vs_multimedeval")
+        lines += ["## LLM judge", "",
+                  f"- judge: `{judge['model']}` at {judge['url']} "
+                  f"(served as {', '.join(judge['served_model']) or '?'}),"
+                  f" prompt {judge['prompt_version']} (sha256 `{judge['prompt_sha256'][:16]}`)",
+                  f"- judged {judge['n_judged']} of {judge['n_open']} open answers ({judge['asked']} asked now, the "
+                  f"rest from the cache); excluded {judge['n_excluded']} (failed or unparseable)",
+                  "- verdicts: " + ", ".join(f"{k} {v}" for k, v in judge["verdicts"].items()),
+                  f"- mean score (partially = 0.5): {_fmt(judge['score']['value'])}",
+                  f"- agreement with MultiMedEval open correctness: Cohen's kappa "
+                  f"{'-' if kappa is None else f'{kappa:.3f}'} (n = {judge['n_kappa']})", ""]
+        lines += [f"  - `{e['id']}`: {e['reason']}" for e in judge["excluded"][:20]]
+        lines += [""] if judge["excluded"] else []
     breakdown = scores.get("breakdown", {})
     if breakdown:
         lines += ["## Breakdown", ""]

@@ -165,14 +165,16 @@ class Evaluation:
 
     def score(self) -> dict:
         """Scores under every definition, with the skipped items and the provenance."""
-        from doctorsun.eval import provenance
+        from doctorsun.eval import protocol, provenance
         from doctorsun.eval.scoring import score_rows
 
         cfg = self.config
         by_id = {**self.done, **{r["id"]: r for r in self.new_rows}}
         rows = [by_id[it.row["id"]] for it in self.items if it.row["id"] in by_id]
         scores: dict[str, Any] = {"bench": cfg.bench, "about": self.spec.about}
-        scores.update(score_rows(rows, self.spec.mcq_methods, [name for name, _ in self.spec.groups]))
+        scores.update(score_rows(rows, self.spec.mcq_methods, [name for name, _ in self.spec.groups], cfg.seed))
+        if cfg.judge is not None:
+            self._judge(rows, scores)
         scores["n_skipped"] = len(self.skipped)
         scores["problems"] = self.skipped
         new, seconds = len(self.new_rows), self.seconds
@@ -183,15 +185,33 @@ class Evaluation:
             "prompt": self.prompt,
             "decoding": {**asdict(self.settings), "do_sample": False, "batch_size": cfg.batch_size},
             "blank_image": cfg.blank_image, "limit": cfg.limit, "seed": cfg.seed, "config": cfg.to_dict(),
+            "judge": cfg.judge.record() if cfg.judge else None,
             "versions": provenance.versions(), "started": self.started.isoformat(timespec="seconds"),
             "generated": new, "resumed": len(rows) - new, "generation_seconds": round(seconds, 3),
             "items_per_s": round(new / seconds, 3) if new and seconds > 0 else None,
         }
+        scores["protocol"] = protocol.card(cfg, scores["provenance"]["data"], self.records_sha, self.prompt,
+                                           scores["provenance"]["decoding"])
         return scores
 
-    def report(self, scores: dict) -> None:
-        from doctorsun.eval import report
+    def _judge(self, rows: list[dict], scores: dict) -> None:
+        """Judge the open answers; the judge's accuracy joins the headline numbers."""
+        from doctorsun.eval.judge import judge_rows, judge_scores
+        from doctorsun.eval.metrics import multimedeval_vqa
 
+        open_rows = [r for r in rows if r["answer_type"] == "OPEN"]
+        judgments, asked = judge_rows(self.config.judge, open_rows, self.out)
+        rule = {r["id"]: bool(multimedeval_vqa(r["prediction"], r["answer"])["correct"]) for r in open_rows}
+        judge = judge_scores(self.config.judge, open_rows, judgments, rule, asked, self.config.seed)
+        scores["judge"] = judge
+        scores["judge_accuracy"] = judge["accuracy"]["value"]
+        if judge["accuracy"]["n"]:
+            scores["uncertainty"]["judge_accuracy"] = judge["accuracy"]
+
+    def report(self, scores: dict) -> None:
+        from doctorsun.eval import protocol, report
+
+        write_json(self.out / protocol.PROTOCOL, scores["protocol"])
         report.write_all(self.out, scores)
         log.info("%s: %d scored, %d skipped; results in %s", scores["bench"], scores["n"], len(self.skipped),
                  self.out)

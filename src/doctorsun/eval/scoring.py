@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
-from doctorsun.eval import mcq
+from doctorsun.eval import mcq, stats
 from doctorsun.eval.metrics import (
+    PEER_YES_NO,
     YES_NO,
     exact_match,
     llava_med_bleu1,
@@ -42,9 +43,10 @@ def mcq_correct(method: str, row: dict[str, Any]) -> bool:
         return mcq.huatuo_choice(pred, options)[0] == gold
     if method == "cmb":
         return mcq.cmb_choice(pred, multiple=bool(row.get("multiple"))) == gold
-    if method == "closest":
+    if method == "closest":  # OmniMedVQA compares the chosen option's text with gt_answer, not letters
         letters = list(options)
-        return letters[mcq.closest_option(pred, [options[k] for k in letters])] == gold
+        chosen = letters[mcq.closest_option(pred, [options[k] for k in letters])]
+        return options[chosen] == options[gold]
     if method == "bleu":
         return mcq.bleu_choice(pred, options) == gold
     if method == "pubmedqa":
@@ -62,13 +64,27 @@ def score_row(row: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]
     pred, gold = row["prediction"], row["answer"]
     closed = row["answer_type"] == "CLOSED"
     out: dict[str, Any] = {"closed": closed, "yesno": normalize_vqa(gold) in YES_NO,
-                           "mme": multimedeval_vqa(pred, gold), "exact": exact_match(pred, gold)}
-    if closed or out["yesno"]:
-        out["llava_hit"] = llava_med_closed_hit(pred, gold)
-    if not closed:
-        f1, precision, recall = llava_med_prf(pred, gold)
-        out["llava_open"] = {"f1": f1, "precision": precision, "recall": recall,
-                             "bleu1": llava_med_bleu1(pred, gold)}
+                           "yesno_peer": normalize_vqa(gold) in PEER_YES_NO, "exact": exact_match(pred, gold)}
+    for suffix, peer in (("", False), ("_peer", True)):  # ours, and the peers' exact rules
+        out["mme" + suffix] = multimedeval_vqa(pred, gold, peer=peer)
+        if closed or out["yesno"]:
+            out["llava_hit" + suffix] = llava_med_closed_hit(pred, gold, peer=peer)
+        if not closed:
+            f1, precision, recall = llava_med_prf(pred, gold, peer=peer)
+            out["llava_open" + suffix] = {"f1": f1, "precision": precision, "recall": recall,
+                                          "bleu1": llava_med_bleu1(pred, gold, peer=peer)}
+    return out
+
+
+def item_values(s: dict[str, Any], mcq_method: str | None) -> dict[str, float]:
+    """One question's share of each headline number (its mean over the questions is the headline)."""
+    if "mcq" in s:
+        return {"mcq_accuracy": float(s["mcq"][mcq_method])} if mcq_method in s["mcq"] else {}
+    out = {"token_f1": s["mme"]["f1"], "bleu1": s["mme"]["bleu1"], "exact_match": float(s["exact"])}
+    if s["closed"]:
+        out["closed_accuracy"] = float(s["llava_hit"])
+    else:
+        out["open_recall"] = s["llava_open"]["recall"]
     return out
 
 
@@ -84,22 +100,12 @@ def aggregate(scored: list[dict[str, Any]], mcq_methods: Sequence[str]) -> dict[
     open_ = [s for s in vqa if not s["closed"]]
     metrics: dict[str, Any] = {}
     if vqa:
-        mme_closed = [s["mme"] for s in vqa if s["mme"]["closed"]]
-        mme_open = [s["mme"] for s in vqa if not s["mme"]["closed"]]
-        metrics["llava_med"] = {
-            "closed_accuracy": _mean([float(s["llava_hit"]) for s in closed]), "n_closed": len(closed),
-            "yesno_accuracy": _mean([float(s["llava_hit"]) for s in yesno]), "n_yesno": len(yesno),
-            **{f"open_{k}": _mean([s["llava_open"][k] for s in open_])
-               for k in ("recall", "precision", "f1", "bleu1")},
-            "n_open": len(open_),
-        }
-        metrics["multimedeval"] = {
-            "bleu1": _mean([s["mme"]["bleu1"] for s in vqa]), "f1": _mean([s["mme"]["f1"] for s in vqa]),
-            "recall": _mean([s["mme"]["recall"] for s in vqa]),
-            "closed_accuracy": _mean([float(m["correct"]) for m in mme_closed]), "n_closed": len(mme_closed),
-            "open_recall": _mean([m["recall"] for m in mme_open]),
-            "open_accuracy": _mean([float(m["correct"]) for m in mme_open]), "n_open": len(mme_open),
-        }
+        metrics["llava_med"] = _llava_med(closed, yesno, open_, "")
+        metrics["multimedeval"] = _multimedeval(vqa, "")
+        # The peers' exact values where DoctorSun deliberately differs (Chinese split per character,
+        # 是/否 read as yes/no); equal to the above for English-only sets.
+        metrics["llava_med_peer"] = _llava_med(closed, [s for s in vqa if s["yesno_peer"]], open_, "_peer")
+        metrics["multimedeval_peer"] = _multimedeval(vqa, "_peer")
         metrics["exact_match"] = {
             "accuracy": _mean([float(s["exact"]) for s in vqa]),
             "closed_accuracy": _mean([float(s["exact"]) for s in closed]),
@@ -114,6 +120,28 @@ def aggregate(scored: list[dict[str, Any]], mcq_methods: Sequence[str]) -> dict[
                 metrics["mcq"][m] = {"accuracy": fmean(hits), "n": len(hits)}
     out: dict[str, Any] = {"n": len(scored), **_headline(metrics, mcq_methods), "metrics": metrics}
     return out
+
+
+def _llava_med(closed: list[dict], yesno: list[dict], open_: list[dict], suffix: str) -> dict[str, Any]:
+    hit, open_key = "llava_hit" + suffix, "llava_open" + suffix
+    return {
+        "closed_accuracy": _mean([float(s[hit]) for s in closed]), "n_closed": len(closed),
+        "yesno_accuracy": _mean([float(s[hit]) for s in yesno]), "n_yesno": len(yesno),
+        **{f"open_{k}": _mean([s[open_key][k] for s in open_]) for k in ("recall", "precision", "f1", "bleu1")},
+        "n_open": len(open_),
+    }
+
+
+def _multimedeval(vqa: list[dict], suffix: str) -> dict[str, Any]:
+    mme = [s["mme" + suffix] for s in vqa]
+    mme_closed, mme_open = [m for m in mme if m["closed"]], [m for m in mme if not m["closed"]]
+    return {
+        "bleu1": _mean([m["bleu1"] for m in mme]), "f1": _mean([m["f1"] for m in mme]),
+        "recall": _mean([m["recall"] for m in mme]),
+        "closed_accuracy": _mean([float(m["correct"]) for m in mme_closed]), "n_closed": len(mme_closed),
+        "open_recall": _mean([m["recall"] for m in mme_open]),
+        "open_accuracy": _mean([float(m["correct"]) for m in mme_open]), "n_open": len(mme_open),
+    }
 
 
 def _headline(metrics: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]:
@@ -134,12 +162,25 @@ def _headline(metrics: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, 
     return head
 
 
+def headline_values(scored: Sequence[dict[str, Any]], mcq_method: str | None) -> dict[str, list[float]]:
+    """Per headline metric, the per-question values whose mean it is (in question order)."""
+    values: dict[str, list[float]] = {}
+    for s in scored:
+        for metric, value in item_values(s, mcq_method).items():
+            values.setdefault(metric, []).append(value)
+    return values
+
+
 def score_rows(rows: Sequence[dict[str, Any]], mcq_methods: Sequence[str] = ("huatuo",),
-               group_fields: Sequence[str] = ()) -> dict[str, Any]:
-    """Scores of a whole run: overall numbers plus a ``breakdown`` by answer type, language and each
-    field of ``group_fields`` that the rows carry (in ``row["groups"]``)."""
+               group_fields: Sequence[str] = (), seed: int = 0) -> dict[str, Any]:
+    """Scores of a whole run: overall numbers, each with n and a seeded 95% bootstrap interval
+    (``uncertainty``), plus a ``breakdown`` by answer type, language and each field of ``group_fields``
+    that the rows carry (in ``row["groups"]``)."""
     scored = [score_row(r, mcq_methods) for r in rows]
     result = aggregate(scored, mcq_methods)
+    values = headline_values(scored, result.get("mcq_method"))
+    result["uncertainty"] = {"method": stats.METHOD, "seed": seed,
+                             **{m: stats.bootstrap_ci(v, seed) for m, v in values.items() if m in result}}
     # Peers still score an empty answer (the closest-option rules even pick an option for it): count them.
     result["n_empty_predictions"] = sum(not str(r["prediction"]).strip() for r in rows)
     keys: dict[str, Any] = {"answer_type": lambda r: r["answer_type"], "lang": lambda r: r.get("lang") or "?"}
