@@ -86,3 +86,14 @@ def test_compare_refuses_runs_on_other_data_unless_forced(tmp_path):
     assert compare(a, b, force=True)["forced_over"] == ["data"]
     with pytest.raises(DoctorSunError, match="not in both runs"):
         compare(a, b, metrics=["judge_accuracy"], force=True)
+
+
+def test_compare_pairs_judge_verdicts_too(tmp_path):
+    a = make_run(tmp_path / "a", [True] * 4)
+    b = make_run(tmp_path / "b", [True] * 4)
+    for run, verdicts in ((a, ["incorrect"] * 4), (b, ["correct", "correct", "correct", "partially"])):
+        lines = [json.dumps({"id": f"q{i}", "verdict": v, "raw": v}) for i, v in enumerate(verdicts)]
+        (run / "judgments.jsonl").write_text("\n".join(lines) + "\n")
+    judge = compare(a, b, metrics=["judge_accuracy"])["metrics"]["judge_accuracy"]
+    assert (judge["n"], judge["a"], judge["b"]) == (4, 0.0, 0.75)
+    assert judge["mcnemar"] == {"b": 0, "c": 3, "p": 0.25}
