@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.model.chat import IMAGE_TOKEN, PLACEHOLDER, format_of, user_message
+from doctorsun.model.chat import IMAGE_TOKEN, PLACEHOLDER, format_of, literal_messages, user_message
 
 IGNORE = -100
 """Label of a token that does not count in the loss (PyTorch's ``cross_entropy`` default)."""
@@ -84,7 +84,7 @@ class ChatTokenizer:
     def render(self, record: dict) -> tuple[str, int]:
         """The record as the chat template writes it, and its number of image placeholders."""
         messages, placeholders = record_messages(record)
-        text = self.processor.apply_chat_template(messages, tokenize=False)
+        text = self.processor.apply_chat_template(literal_messages(messages), tokenize=False)
         return text, placeholders
 
     def assistant_spans(self, text: str) -> list[tuple[int, int]]:

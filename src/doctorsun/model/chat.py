@@ -25,6 +25,8 @@ IMAGE_TOKEN = "<image>"
 
 PLACEHOLDER = re.compile(r"[ \t]*" + re.escape(IMAGE_TOKEN) + r"[ \t]*\n?")
 """A placeholder with the blanks and the line break around it, as records write it."""
+LITERAL_IMAGE_TOKEN = "< image>"
+"""How the placeholder's text reads when a person types it: never the image token."""
 
 Message = dict[str, Any]
 
@@ -135,6 +137,27 @@ def template_label(processor) -> str:
 def user_message(question: str, n_images: int = 0) -> Message:
     """A user turn with ``n_images`` image parts before the text (LLaVA places the image first)."""
     return {"role": "user", "content": [{"type": "image"}] * n_images + [{"type": "text", "text": question}]}
+
+
+def literal(text: str) -> str:
+    """Text as it was typed: a ``<image>`` inside it is words, not an image position."""
+    return text.replace(IMAGE_TOKEN, LITERAL_IMAGE_TOKEN)
+
+
+def literal_messages(messages: Sequence[Message]) -> list[Message]:
+    """The one rule for every conversation rendered for a model (API, web UI, CLI chat, evaluation and
+    training): images exist only as ``{"type": "image"}`` parts; any ``<image>`` in the text is made
+    literal, so user text can never create image positions."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            content = literal(content)
+        elif isinstance(content, list):
+            content = [{**p, "text": literal(str(p.get("text", "")))} if p.get("type") == "text" else p
+                       for p in content]
+        out.append({**m, "content": content})
+    return out
 
 
 def count_images(messages: Sequence[Message]) -> int:

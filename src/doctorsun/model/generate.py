@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from transformers import StoppingCriteria
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.model.chat import Message, count_images, user_message
+from doctorsun.model.chat import Message, count_images, literal_messages, user_message
+
+MAX_STOPS = 4
+"""Most stop strings one generation takes (OpenAI's limit)."""
+MAX_STOP_CHARS = 128
+"""Longest stop string: they are matched on the decoded tail of each row, never through a token table."""
 
 
 @dataclass
@@ -39,6 +45,10 @@ class GenerationSettings:
             raise DoctorSunError(f"temperature must be >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise DoctorSunError(f"top_p must be in (0, 1], not {self.top_p}")
+        if len(self.stop) > MAX_STOPS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS
+                                                 for s in self.stop):
+            raise DoctorSunError(f"stop takes at most {MAX_STOPS} non-empty strings of up to {MAX_STOP_CHARS} "
+                                 "characters")
 
 
 class Engine:
@@ -71,7 +81,7 @@ class Engine:
                 raise DoctorSunError(
                     f"conversation {i} has {count_images(conv)} image placeholders but {len(imgs)} images"
                 )
-        texts = [self.processor.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
+        texts = [self.processor.apply_chat_template(literal_messages(c), add_generation_prompt=True, tokenize=False)
                  for c in conversations]
         flat = [img for imgs in images for img in imgs]
         inputs = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt")
@@ -90,7 +100,8 @@ class Engine:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if settings.stop:
-            kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
+            prompt = inputs["input_ids"].shape[1]
+            kwargs["stopping_criteria"] = [StopStrings(self.tokenizer, settings.stop, prompt)]
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         out = self.model.generate(**inputs, **kwargs)
@@ -104,6 +115,23 @@ class Engine:
         imgs = [] if image is None else [image]
         conv = [*history, user_message(question, len(imgs))]
         return self.generate([conv], [imgs], settings)[0]
+
+
+class StopStrings(StoppingCriteria):
+    """A stopping criterion: a row stops once its generated text holds a stop string. Only the newest
+    tokens are decoded (enough to hold the longest stop string), so memory and time stay linear in the
+    stop strings' length, unlike a precomputed token-by-stop-string table."""
+
+    def __init__(self, tokenizer, stops: Sequence[str], prompt_length: int):
+        self.tokenizer, self.stops, self.prompt_length = tokenizer, [s for s in stops if s], prompt_length
+        # A token is at least one character, except special ones that decode to nothing.
+        self.window = max(len(s) for s in self.stops) + 2
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.BoolTensor:
+        new = input_ids[:, self.prompt_length:]  # (B, T_new)
+        tails = self.tokenizer.batch_decode(new[:, -self.window:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in tails], dtype=torch.bool,
+                            device=input_ids.device)
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> str:

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.model.generate import Engine, GenerationSettings
+from doctorsun.model.generate import MAX_STOP_CHARS, MAX_STOPS, Engine, GenerationSettings
 from doctorsun.serve.batching import Batcher, Result
 from doctorsun.serve.messages import RequestError, check_context, to_conversation
 
@@ -140,9 +140,8 @@ def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
     async def chat_completions(request: Request):
         body = await read_json(request)
         check_model(body.get("model"), config)
+        stream, include_usage = check_request_fields(body)
         conversation, images, settings = await run_in_threadpool(prepare, body, engine, counter, config)
-        stream = bool(body.get("stream", False))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage", False))
         job = batcher.submit(conversation, images, settings)
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": config.model_name}
         if stream:
@@ -212,6 +211,8 @@ async def read_json(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(f"the request body is not valid JSON ({exc})", code="invalid_json") from None
+    except RecursionError:
+        raise RequestError("the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", code="invalid_json")
     return body
@@ -240,6 +241,32 @@ def prepare(body: dict[str, Any], engine: Engine, tokenizer, config: ServeConfig
     return conversation, images, settings
 
 
+UNSUPPORTED = {
+    "tools": None, "tool_choice": None, "functions": None, "function_call": None, "parallel_tool_calls": None,
+    "logprobs": False, "top_logprobs": None, "logit_bias": None, "response_format": {"type": "text"},
+    "presence_penalty": 0, "frequency_penalty": 0, "audio": None, "modalities": ["text"], "prediction": None,
+}
+"""OpenAI request fields this server does not implement -> the one value (besides absent) that asks for
+nothing; anything else gets a 400 naming the field instead of a silently different answer."""
+
+
+def check_request_fields(body: dict[str, Any]) -> tuple[bool, bool]:
+    """Refuse unsupported features and wrongly typed switches; returns ``(stream, include_usage)``."""
+    for name, neutral in UNSUPPORTED.items():
+        if name in body and body[name] is not None and body[name] != neutral:
+            raise RequestError(f"{name} is not supported by this server", param=name, code="unsupported_parameter")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError("stream must be true or false", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise RequestError("stream_options must be an object", param="stream_options")
+    include_usage = (options or {}).get("include_usage", False)
+    if include_usage is not None and not isinstance(include_usage, bool):
+        raise RequestError("stream_options.include_usage must be true or false", param="stream_options.include_usage")
+    return bool(stream), bool(include_usage)
+
+
 def settings_from(body: dict[str, Any], config: ServeConfig) -> GenerationSettings:
     n = body.get("n", 1)
     if n not in (1, None):
@@ -262,11 +289,13 @@ def settings_from(body: dict[str, Any], config: ServeConfig) -> GenerationSettin
         raise RequestError("top_p must be in (0, 1]", param="top_p")
     stop = body.get("stop")
     stop = [stop] if isinstance(stop, str) else stop or []
-    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
-        raise RequestError("stop must be a string or a list of up to 4 non-empty strings", param="stop")
+    if (not isinstance(stop, list) or len(stop) > MAX_STOPS
+            or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop)):
+        raise RequestError(f"stop must be a string or a list of up to {MAX_STOPS} non-empty strings of at most "
+                           f"{MAX_STOP_CHARS} characters", param="stop")
     seed = body.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise RequestError("seed must be an integer", param="seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise RequestError("seed must be an integer in [0, 2^63)", param="seed")
     return GenerationSettings(
         max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed or 0
     )
