@@ -8,6 +8,7 @@ file, and a resumed run never picks up a torn checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -74,3 +75,34 @@ def replace_dir(src: Path, out: Path) -> None:
     else:
         os.replace(src, out)
 
+
+
+def fingerprint(path: str | Path, block: int = 1 << 20) -> str:
+    """A cheap content fingerprint of a file: its size and a hash of its first and last MiB (a change in
+    the middle that keeps the size is the one change it misses); for a folder, of every file in it."""
+    path = Path(path)
+    if path.is_dir():
+        parts = [f"{p.relative_to(path).as_posix()}:{fingerprint(p)}" for p in sorted(path.rglob("*")) if p.is_file()]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(block))
+        if size > block:
+            f.seek(max(block, size - block))
+            h.update(f.read(block))
+    return h.hexdigest()
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete what killed atomic writes left in ``folder`` (``.NAME.tmp-*``, ``.NAME.old-*``, ``.staging``);
+    returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.name == ".staging"
+             or (p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name or p.name.endswith(".tmp")))]
+    for p in found:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return found

@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     calm_threads()
     from doctorsun.model.generate import Engine
     from doctorsun.model.io import load_model
-    from doctorsun.train.config import load_recipe
+    from doctorsun.train.config import load_recipe, resolve_model_dir
     from doctorsun.train.stages import run_recipe
-    from doctorsun.train.stages.base import load_input, resolve_model_dir
+    from doctorsun.train.stages.base import load_input
 
     t0 = time.time()
     out = Path(args.out)

@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", help="recipe YAML (see recipes/mini and recipes/doctor-sun-8b)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint in the output dir")
+    p.add_argument("--force-resume", action="store_true",
+                   help="with --resume: continue even from a checkpoint of another recipe, data or start model")
     p.add_argument("--dry-run", action="store_true",
                    help="print parameter counts, tokens per step and memory per GPU; train nothing")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from doctorsun.train.stages import run_recipe
 
-    summary = run_recipe(recipe, resume=args.resume)
+    summary = run_recipe(recipe, resume=args.resume, force_resume=args.force_resume)
     if int(os.environ.get("RANK", "0")):
         return 0  # one report per run, from the main process
     print(json.dumps({k: summary[k] for k in ("stage", "model_dir", "steps", "wall_s") if k in summary}))

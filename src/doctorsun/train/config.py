@@ -369,3 +369,14 @@ def load_recipe(path: str | Path, overrides: list[str] | dict[str, Any] = ()) ->
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     return _build(Recipe, data, "")
+
+
+MODEL_SUBDIR = "model"
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model dir, or a stage output dir holding one under ``model/``."""
+    path = Path(path).expanduser()
+    if (path / MODEL_SUBDIR / "config.json").is_file():
+        return path / MODEL_SUBDIR
+    return path

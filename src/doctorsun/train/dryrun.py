@@ -24,7 +24,7 @@ import torch
 
 from doctorsun.errors import DoctorSunError
 from doctorsun.model.checkpoint import llava_config
-from doctorsun.train.config import Recipe
+from doctorsun.train.config import Recipe, resolve_model_dir
 from doctorsun.train.parts import PartCounts, apply_parts, count_parts
 
 GIB = 1024**3
@@ -50,8 +50,6 @@ def meta_model(recipe: Recipe):
                               strategy=getattr(proj, "select_strategy", "auto"),
                               feature_layer=getattr(proj, "feature_layer", -2))
     elif recipe.model is not None:
-        from doctorsun.train.stages.base import resolve_model_dir
-
         path = resolve_model_dir(recipe.model)
         if not (path / "config.json").is_file():
             raise DoctorSunError(f"dry run: {path} has no config.json, and the recipe ships no architecture "

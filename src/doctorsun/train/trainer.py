@@ -28,12 +28,13 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from doctorsun.data.tokenize import IGNORE
 from doctorsun.errors import DoctorSunError
-from doctorsun.files import atomic_path, replace_dir, write_text
+from doctorsun.files import atomic_path, replace_dir, write_json, write_text
 from doctorsun.train.config import Recipe
 
 log = logging.getLogger(__name__)
 
 TRAINABLE_FILE = "trainable.safetensors"
+RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "log.jsonl"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -112,6 +113,8 @@ class StageTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.recipe = recipe
         self.lengths = lengths
+        self.run_record: dict | None = None
+        """Written into every checkpoint as ``run.json`` (``doctorsun.train.resume.run_record``)."""
         if lm_loss:
             # ``compute_loss`` below shifts the labels and divides by ``num_items_in_batch`` itself.
             self.model_accepts_loss_kwargs = True
@@ -214,6 +217,8 @@ class StageTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             write_text(staging / name / "recipe.yaml", self.recipe.to_yaml())
+            if self.run_record is not None:  # what the weights depend on, for a safe --resume
+                write_json(staging / name / RUN_FILE, self.run_record)
             replace_dir(staging / name, run_dir / name)
             shutil.rmtree(staging, ignore_errors=True)
             for old in checkpoints(run_dir)[: -self.args.save_total_limit]:

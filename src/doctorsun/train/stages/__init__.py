@@ -18,9 +18,10 @@ def stage_for(recipe: Recipe, start=None) -> Stage:
     return LanguageStage(recipe, start)
 
 
-def run_recipe(recipe: Recipe, resume: bool = False, start=None) -> dict:
-    """Set up, train and save one stage; returns its summary."""
-    return stage_for(recipe, start).run(resume=resume)
+def run_recipe(recipe: Recipe, resume: bool = False, start=None, force_resume: bool = False) -> dict:
+    """Set up, train and save one stage; returns its summary. ``force_resume`` resumes even from a
+    checkpoint whose recipe, data or starting model differ from this run's."""
+    return stage_for(recipe, start).run(resume=resume, force_resume=force_resume)
 
 
 __all__ = ["Stage", "run_recipe", "stage_for"]

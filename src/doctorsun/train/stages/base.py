@@ -18,20 +18,9 @@ import torch
 
 from doctorsun.errors import DoctorSunError
 from doctorsun.files import write_json, write_text
-from doctorsun.train.config import Recipe
+from doctorsun.train.config import MODEL_SUBDIR, Recipe, resolve_model_dir
 
 log = logging.getLogger(__name__)
-
-MODEL_SUBDIR = "model"
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """A model dir, or a stage output dir holding one under ``model/``."""
-    path = Path(path).expanduser()
-    if (path / MODEL_SUBDIR / "config.json").is_file():
-        return path / MODEL_SUBDIR
-    return path
-
 
 def load_input(recipe: Recipe, start=None):
     """``(model, processor)`` the stage starts from: the previous stage's output, or a fresh build."""
@@ -64,10 +53,10 @@ class Stage:
     def setup(self) -> None:
         raise NotImplementedError
 
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self, resume: bool = False, force_resume: bool = False) -> dict[str, Any]:
         t0 = time.time()
         self.setup()
-        self.train(resume=resume)
+        self.train(resume=resume, force_resume=force_resume)
         summary = self.save()
         summary["wall_s"] = round(time.time() - t0, 1)
         if self.is_main:
@@ -78,9 +67,14 @@ class Stage:
     def is_main(self) -> bool:
         return self.trainer is None or self.trainer.args.should_save
 
-    def train(self, resume: bool = False) -> None:
-        from doctorsun.train.trainer import LOG_FILE, last_checkpoint
+    def train(self, resume: bool = False, force_resume: bool = False) -> None:
+        from doctorsun.train.resume import check_resume, finished, prepare_output, run_record
+        from doctorsun.train.trainer import CHECKPOINTS, LOG_FILE, last_checkpoint
 
+        self.trainer.run_record = run_record(self.recipe)
+        if self.is_main:
+            prepare_output(self.out, self.out / CHECKPOINTS, resume)
+        self.trainer.accelerator.wait_for_everyone()
         checkpoint = None
         if resume:
             checkpoint = last_checkpoint(self.out)
@@ -88,25 +82,36 @@ class Stage:
                 log.warning("--resume: no checkpoint under %s/checkpoints; starting from the beginning",
                             self.out)
             else:
+                check_resume(checkpoint, self.recipe, force_resume)
                 log.info("resuming from %s", checkpoint)
+                if finished(checkpoint):
+                    self._take_finished(checkpoint)
+                    return
         elif self.is_main and (self.out / LOG_FILE).exists():
             (self.out / LOG_FILE).unlink()  # a fresh run starts a fresh log
         if self.is_main:
             write_text(self.out / "recipe.yaml", self.recipe.to_yaml())
             if self.problems:
-                lines = [json.dumps({"id": rid, "reason": why}, ensure_ascii=False) for rid,
-                         why in self.problems]
+                lines = [json.dumps({"id": r, "reason": why}, ensure_ascii=False) for r, why in self.problems]
                 write_text(self.out / "problems.jsonl", "\n".join(lines) + "\n")
         result = self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         self.metrics = dict(result.metrics)
+
+    def _take_finished(self, checkpoint: Path) -> None:
+        """The checkpoint is the run's last step: take its weights and state, train no further step."""
+        from transformers.trainer_callback import TrainerState
+
+        log.info("%s is the run's last step: nothing left to train", checkpoint)
+        self.trainer._load_from_checkpoint(str(checkpoint))
+        self.trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        self.metrics = {"resumed_finished_run": True}
 
     def trained_model(self):
         """The Doctor Sun model with LoRA merged, ready to save."""
         from doctorsun.train.parts import merge
 
         if self.trainer.is_deepspeed_enabled or self.trainer.is_fsdp_enabled:
-            raise DoctorSunError("saving the final model from a sharded run: use `accelerate merge-weights` "
-                                 "on "
+            raise DoctorSunError("saving the final model from a sharded run: use `accelerate merge-weights` on "
                                  "the last checkpoint (merging LoRA needs whole weights)")
         return merge(self.model)
 
