@@ -7,14 +7,18 @@ temporary file renamed into place), so an interrupted run never leaves half a fi
 
 from __future__ import annotations
 
+import codecs
 import json
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from doctorsun.data.records import detect_lang, image_paths, validate
 from doctorsun.errors import DoctorSunError
 from doctorsun.files import atomic_dir, write_text
+
+log = logging.getLogger(__name__)
 
 Problem = tuple[str, str]
 """(record id, or ``line N`` / ``item N`` when there is no id; the reason)."""
@@ -74,27 +78,65 @@ def _label(item, where: str) -> str:
     return where
 
 
-def _read_jsonl(path: Path) -> tuple[list[tuple[str, object]], list[Problem]]:
-    items, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+def json_lines(path: Path) -> Iterator[tuple[str, object, str | None]]:
+    """``(line label, item, problem)`` for each non-empty line of a JSONL file, read as bytes so that one
+    bad line (not UTF-8, not JSON, nested too deeply) is one problem and every other line still loads.
+    A UTF-8 byte-order mark at the start is skipped."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            label = f"line {n}"
+            if n == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield label, None, f"not UTF-8 text (byte {exc.start} of the line)"
+                continue
             if not line.strip():
                 continue
             try:
-                items.append((f"line {n}", json.loads(line)))
+                yield label, json.loads(line), None
             except json.JSONDecodeError as exc:
-                problems.append((f"line {n}", f"not valid JSON: {exc.msg} at column {exc.colno}"))
+                yield label, None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+            except RecursionError:
+                yield label, None, "JSON nested too deeply"
+
+
+def read_text(path: Path) -> str:
+    """A whole text file as UTF-8 (a byte-order mark skipped). Bytes that are not UTF-8 become U+FFFD,
+    so the file's other items still load; records holding them are refused by ``validate``."""
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        log.warning("%s: bytes that are not UTF-8 (first at byte %d); the items holding them are skipped",
+                    path, exc.start)
+        return raw.decode("utf-8", errors="replace")
+
+
+def load_json(path: Path):
+    """A whole JSON file; a clear error (never a traceback) when it cannot be parsed."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DoctorSunError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                             " (a JSON list cannot be read past a syntax error; JSONL can)") from None
+    except RecursionError:
+        raise DoctorSunError(f"{path} is JSON nested too deeply to read") from None
+
+
+def _read_jsonl(path: Path) -> tuple[list[tuple[str, object]], list[Problem]]:
+    items, problems = [], []
+    for label, item, problem in json_lines(path):
+        if problem:
+            problems.append((label, problem))
+        else:
+            items.append((label, item))
     return items, problems
 
 
 def _read_json_list(path: Path) -> list[tuple[str, object]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DoctorSunError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                             " (a JSON list cannot be read past a syntax error; JSONL can)") from exc
-    except UnicodeDecodeError as exc:
-        raise DoctorSunError(f"{path} is not UTF-8 text: {exc}") from exc
+    data = load_json(path)
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):

@@ -80,18 +80,28 @@ def read_nifti(path: Path, opts: ImageOptions) -> Image.Image:
     # columns: u from high to low (patient's right on the left; anterior on the left for sagittal).
     display = plane.T[::-1, ::-1]
     image = unit_to_rgb(auto_unit(display, opts.window if opts.window != "auto" else "percentile", opts))
-    return _true_aspect(image, img, keep)
+    return _true_aspect(image, img, keep, opts.max_pixels)
 
 
-def _true_aspect(image: Image.Image, img, keep: list[int]) -> Image.Image:
-    """Stretch the shorter-spaced direction so a pixel is square in millimetres."""
+MAX_STRETCH = 16.0
+"""Largest factor one direction is stretched by for square millimetres (real scans stay well below;
+a header claiming 2000:1 voxels must not make a 128,000-pixel-wide picture)."""
+
+
+def _true_aspect(image: Image.Image, img, keep: list[int], max_pixels: int) -> Image.Image:
+    """Stretch the shorter-spaced direction so a pixel is square in millimetres; the stretch and the
+    output size are capped (at ``MAX_STRETCH`` and ``max_pixels``) before anything is resized."""
     zooms = [float(z) for z in img.header.get_zooms()[:3]] + [1.0] * 3
     col_mm, row_mm = zooms[keep[0]], zooms[keep[1]]
-    if min(col_mm, row_mm) <= 0 or abs(col_mm - row_mm) < 1e-3 * max(col_mm, row_mm):
+    if not (min(col_mm, row_mm) > 0) or abs(col_mm - row_mm) < 1e-3 * max(col_mm, row_mm):
         return image
     width, height = image.size
+    stretch = min(max(col_mm, row_mm) / min(col_mm, row_mm), MAX_STRETCH)
     if col_mm > row_mm:
-        width = round(width * col_mm / row_mm)
+        width = round(width * stretch)
     else:
-        height = round(height * row_mm / col_mm)
+        height = round(height * stretch)
+    if width * height > max_pixels:  # keep the proportions, shrink to the pixel limit
+        scale = (max_pixels / (width * height)) ** 0.5
+        width, height = max(1, int(width * scale)), max(1, int(height * scale))
     return image.resize((width, height), Image.Resampling.BICUBIC)

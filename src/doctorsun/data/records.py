@@ -107,6 +107,8 @@ def _check_turns(turns) -> list[str]:
             reasons.append(f"turn {i} needs 'from' = human or gpt")
         elif not isinstance(turn.get("value"), str) or not turn["value"].strip():
             reasons.append(f"turn {i} ({turn['from']}) is empty")
+        elif "\ufffd" in turn["value"]:
+            reasons.append(f"turn {i} ({turn['from']}) holds bytes that were not UTF-8 text")
     if reasons:
         return reasons
     if turns[0]["from"] != "human":

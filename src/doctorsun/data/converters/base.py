@@ -15,6 +15,7 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from doctorsun.data.io import json_lines, load_json
 from doctorsun.data.prompts import (
     caption_prompt,
     closed_prompt,
@@ -23,10 +24,12 @@ from doctorsun.data.prompts import (
     open_prompt,
     with_image,
 )
-from doctorsun.data.records import detect_lang
+from doctorsun.data.records import detect_lang, image_paths
 from doctorsun.errors import DoctorSunError
 
 LETTERS = string.ascii_uppercase
+ITEM_ERRORS = (ValueError, KeyError, AttributeError, TypeError, IndexError)
+"""What a malformed item raises while a converter reads it: that item is skipped and reported."""
 
 
 @dataclass
@@ -43,6 +46,8 @@ class ConvertResult:
     """The split that was read (None when the set has none)."""
     name: str = ""
     """The converter that produced this."""
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    """``(record id, what was done)`` for items kept with a change, e.g. an id made up for a row without one."""
 
 
 class Collector:
@@ -51,10 +56,25 @@ class Collector:
     def __init__(self) -> None:
         self.records: list[dict] = []
         self.problems: list[tuple[str, str]] = []
+        self.notes: list[tuple[str, str]] = []
         self._ids: dict[str, int] = {}
+
+    def ident(self, prefix: str, value, index: int) -> str:
+        """``prefix-value``; a row without an id gets ``prefix-itemN`` (unique, and reported in ``notes``)."""
+        value = text(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+        if value and value not in ("None", "NULL"):
+            return f"{prefix}-{value}"
+        rid = f"{prefix}-item{index}"
+        self.notes.append((rid, "the row has no id; named by its position"))
+        return rid
 
     def add(self, record: dict) -> None:
         rid = record["id"]
+        if "\ufffd" in json.dumps(record, ensure_ascii=False):
+            raise ValueError("holds bytes that were not UTF-8 text")
+        for path in image_paths(record):
+            if Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ValueError(f"image path {path!r} leaves the set's image folder")
         n = self._ids.get(rid, 0) + 1
         self._ids[rid] = n
         if n > 1:  # a set that repeats an id must not make two records indistinguishable
@@ -65,7 +85,7 @@ class Collector:
         self.problems.append((str(where), reason))
 
     def result(self, name: str, split: str | None, image_root: Path | None) -> ConvertResult:
-        return ConvertResult(self.records, self.problems, image_root, split, name)
+        return ConvertResult(self.records, self.problems, image_root, split, name, self.notes)
 
 
 def text(value) -> str:
@@ -180,26 +200,27 @@ def _with_meta(record: dict, meta: dict | None) -> dict:
 
 # ------------------------------------------------------------------------------------- safe readers
 def read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DoctorSunError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    """A whole JSON file (BOM skipped; bytes that are not UTF-8 are replaced and their items skipped)."""
+    return load_json(path)
 
 
 def read_jsonl(path: Path, collector: Collector) -> list[tuple[str, dict]]:
-    """Rows of a JSONL file with their line labels; bad lines become problems."""
+    """Rows of a JSONL file with their line labels; a bad line (not UTF-8, not JSON, nested too deeply,
+    not an object) becomes a problem and the rest load."""
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append((f"line {n}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                collector.skip(f"line {n}", f"not valid JSON: {exc.msg}")
+    for label, item, problem in json_lines(path):
+        if problem is None and not isinstance(item, dict):
+            problem = f"not a JSON object but {type(item).__name__}"
+        if problem:
+            collector.skip(label, problem)
+        else:
+            rows.append((label, item))
     return rows
 
 
 def read_csv(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: some exports start with a BOM
+    """Rows of a CSV (BOM skipped; bytes that are not UTF-8 become U+FFFD and their rows are skipped)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
         return list(csv.DictReader(f))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
     Collector,
     ConvertResult,
     choices_from_letter_dict,
@@ -53,7 +54,7 @@ def convert(src: Path, split: str, answers: str | Path | None = None) -> Convert
             if not letters:
                 raise ValueError("no answer (give the test answers file as answers=...)")
             out.add(_record(item, letters, split, i))
-        except (ValueError, KeyError, AttributeError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(where, str(exc) or type(exc).__name__)
     return out.result(SOURCE, split, None)
 

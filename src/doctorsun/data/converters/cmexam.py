@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
     LETTERS,
     Collector,
     ConvertResult,
@@ -48,7 +49,7 @@ def convert(src: Path, split: str) -> ConvertResult:
             out.add(mcq_record(f"{SOURCE}-{split}-{i}", text(row.get("Question")), choices, gold,
                                source=SOURCE,
                                lang="zh", meta=meta))
-        except (ValueError, KeyError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(f"row {i + 2}", str(exc) or type(exc).__name__)  # +2: header line, 1-based
     return out.result(SOURCE, split, None)
 

@@ -12,10 +12,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from doctorsun.data.converters.base import Collector, ConvertResult, read_json, read_jsonl, text, vqa_record
+from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
+    Collector,
+    ConvertResult,
+    read_json,
+    read_jsonl,
+    text,
+    vqa_record,
+)
 from doctorsun.data.prompts import open_prompt, with_image
-from doctorsun.data.records import IMAGE_TOKEN, detect_lang
+from doctorsun.data.records import detect_lang
 from doctorsun.errors import DoctorSunError
+from doctorsun.model.chat import IMAGE_TOKEN
 
 DEFAULT_SPLIT = "train"
 SOURCE = "llava-med"
@@ -41,7 +50,7 @@ def convert(src: Path, split: str, image_root: str | Path | None = None,
             where = item.get("id", f"item {i}") if isinstance(item, dict) else f"item {i}"
             try:
                 out.add(_from_llava(item))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except ITEM_ERRORS as exc:
                 out.skip(where, str(exc) or type(exc).__name__)
     return out.result(SOURCE, split, root)
 
@@ -53,6 +62,8 @@ def _from_llava(item: dict) -> dict:
     if [t["from"] for t in turns] != ["human", "gpt"] * (len(turns) // 2) or len(turns) % 2:
         raise ValueError("turns must alternate human, gpt")
     image = text(item.get("image")) or None
+    if image is None and any(IMAGE_TOKEN in str(t.get("value", "")) for t in turns):
+        raise ValueError(f"a turn holds {IMAGE_TOKEN} but the item names no image")
     rid = f"{SOURCE}-{text(item['id'])}"
     lang = detect_lang(" ".join(t["value"] for t in turns))
     if "answer_type" in item and len(turns) == 2:
@@ -102,5 +113,5 @@ def _from_questions(src: Path, answers: str | Path | None, out: Collector) -> No
             out.add(vqa_record(f"{SOURCE}-{qid}", question, gold[qid], source=SOURCE,
                                lang=detect_lang(question),
                                image=text(row.get("image")) or None, meta=meta))
-        except (ValueError, AttributeError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(qid, str(exc))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
     Collector,
     ConvertResult,
     choices_from_letter_dict,
@@ -52,6 +53,6 @@ def convert(src: Path, split: str, region: str = "US", options: int | None = Non
             out.add(mcq_record(f"{SOURCE}-{split}-{where.split()[-1]}", question, choices, gold,
                                source=SOURCE,
                                lang=detect_lang(question), meta=meta))
-        except (ValueError, KeyError, AttributeError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(where, str(exc) or type(exc).__name__)
     return out.result(SOURCE, split, None)

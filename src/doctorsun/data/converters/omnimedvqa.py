@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctorsun.data.converters.base import Collector, ConvertResult, mcq_record, read_json, text
+from doctorsun.data.converters.base import ITEM_ERRORS, Collector, ConvertResult, mcq_record, read_json, text
 from doctorsun.errors import DoctorSunError
 
 DEFAULT_SPLIT = "test"
@@ -45,7 +45,7 @@ def convert(src: Path, split: str, access: str = "all", dataset: str | None = No
                 where = row.get("question_id", where)
             try:
                 out.add(_record(row, access_name))
-            except (ValueError, KeyError, AttributeError) as exc:
+            except ITEM_ERRORS as exc:
                 out.skip(where, str(exc) or type(exc).__name__)
     return out.result(SOURCE, "test", root)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from doctorsun.data.converters import parquet
 from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
     Collector,
     ConvertResult,
     find_one,
@@ -48,7 +49,7 @@ def convert(src: Path, split: str, extract_to: str | Path | None = None) -> Conv
             image = f"{split}/{text(row['image'])}.jpg"
             out.add(vqa_record(f"{SOURCE}-{split}-{i}", text(row.get("question")), text(row.get("answer")),
                                source=SOURCE, lang="en", image=image, meta={"image_id": row["image"]}))
-        except (ValueError, KeyError, TypeError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(f"item {i}", str(exc) or type(exc).__name__)
     return out.result(SOURCE, split, root / "images")
 

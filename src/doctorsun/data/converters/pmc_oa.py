@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
     Collector,
     ConvertResult,
     caption_record,
@@ -39,6 +40,6 @@ def convert(src: Path, split: str, image_dir: str | Path | None = None) -> Conve
             meta = {"pmcid": row.get("pmcid"), "url_name": row.get("url_name")}
             out.add(caption_record(f"{SOURCE}-{Path(image).stem}", text(row.get("caption")), source=SOURCE,
                                    image=image, lang="en", meta=meta))
-        except (ValueError, AttributeError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(f"{where} ({row.get('image', '?') if isinstance(row, dict) else '?'})", str(exc))
     return out.result(SOURCE, split, Path(image_dir) if image_dir else path.parent / "images")

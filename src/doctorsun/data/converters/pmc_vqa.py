@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from doctorsun.data.converters.base import Collector, ConvertResult, mcq_record, read_csv, text
+from doctorsun.data.converters.base import ITEM_ERRORS, Collector, ConvertResult, mcq_record, read_csv, text
 from doctorsun.errors import DoctorSunError
 
 DEFAULT_SPLIT = "test"
@@ -35,7 +35,7 @@ def convert(src: Path, split: str, version: int | None = None,
     for i, row in enumerate(rows):
         try:
             out.add(_record(row, i, csv_path.stem))
-        except (ValueError, KeyError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(f"row {i + 2}", str(exc) or type(exc).__name__)  # +2: header line, 1-based
     return out.result(SOURCE, csv_path.stem, image_root)
 

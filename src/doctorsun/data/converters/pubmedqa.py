@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctorsun.data.converters.base import Collector, ConvertResult, find_one, mcq_record, read_json, text
+from doctorsun.data.converters.base import ITEM_ERRORS, Collector, ConvertResult, find_one, mcq_record, read_json, text
 from doctorsun.errors import DoctorSunError
 
 DEFAULT_SPLIT = "test"
@@ -37,7 +37,7 @@ def convert(src: Path, split: str, ground_truth: str | Path | None = None) -> Co
     for pmid, item in items.items():
         try:
             out.add(_record(pmid, item))
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(pmid, str(exc) or type(exc).__name__)
     return out.result(SOURCE, split, None)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from doctorsun.data.converters.base import Collector, ConvertResult, caption_record, need_split
+from doctorsun.data.converters.base import ITEM_ERRORS, Collector, ConvertResult, caption_record, need_split
 from doctorsun.errors import DoctorSunError
 
 DEFAULT_SPLIT = "train"
@@ -57,7 +57,7 @@ def _read_folder(folder: Path, prefix: str, out: Collector) -> None:
             out.add(caption_record(f"{SOURCE}-{rid}", caption.strip(), source=SOURCE, lang="en",
                                    image=f"{prefix}images/{image}",
                                    meta={"roco_id": rid, "part": folder.name}))
-        except ValueError as exc:
+        except ITEM_ERRORS as exc:
             out.skip(rid or f"{captions[0].name} line {n}", str(exc))
 
 

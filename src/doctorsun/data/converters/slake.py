@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctorsun.data.converters.base import Collector, ConvertResult, need_split, read_json, text, vqa_record
+from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
+    Collector,
+    ConvertResult,
+    need_split,
+    read_json,
+    text,
+    vqa_record,
+)
 from doctorsun.errors import DoctorSunError
 
 DEFAULT_SPLIT = "test"
@@ -45,10 +53,10 @@ def convert(src: Path, split: str, lang: str | None = None) -> ConvertResult:
             image = text(row.get("img_name"))
             if not image:
                 raise ValueError("no img_name")
-            out.add(vqa_record(f"{SOURCE}-{split}-{row['qid']}", text(row.get("question")),
+            out.add(vqa_record(out.ident(f"{SOURCE}-{split}", row.get("qid"), i), text(row.get("question")),
                                text(row.get("answer")),
                                source=SOURCE, lang=q_lang, image=image,
                                answer_type=text(row.get("answer_type")).upper() or None, meta=meta))
-        except (ValueError, KeyError, AttributeError) as exc:
+        except ITEM_ERRORS as exc:
             out.skip(where, str(exc) or type(exc).__name__)
     return out.result(SOURCE, split, root / "imgs")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from doctorsun.data.converters import parquet
 from doctorsun.data.converters.base import (
+    ITEM_ERRORS,
     Collector,
     ConvertResult,
     find_one,
@@ -49,8 +50,8 @@ def convert(src: Path, split: str, image_dir: str | Path | None = None,
         try:
             if split != "all" and _is_test(row) != (split == "test"):
                 continue
-            out.add(_record(row))
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            out.add(_record(row, out.ident(SOURCE, row.get("qid"), i)))
+        except ITEM_ERRORS as exc:
             out.skip(where, str(exc) or type(exc).__name__)
     return out.result(SOURCE, split, image_root)
 
@@ -59,16 +60,15 @@ def _is_test(row: dict) -> bool:
     return str(row.get("phrase_type", "")).startswith("test")
 
 
-def _record(row: dict) -> dict:
-    qid = text(row["qid"])
+def _record(row: dict, rid: str) -> dict:
     answer_type = text(row.get("answer_type")).upper() or None  # "CLOSED " -> "CLOSED"
     image = text(row.get("image_name"))
     if not image or image == "NULL":
         raise ValueError("no image_name")
     meta = {k: text(row.get(k)) for k in META_FIELDS}
-    meta["qid"] = row["qid"]
+    meta["qid"] = row.get("qid")
     meta["answer"] = text(row.get("answer"))
-    return vqa_record(f"{SOURCE}-{qid}", text(row.get("question")), text(row.get("answer")), source=SOURCE,
+    return vqa_record(rid, text(row.get("question")), text(row.get("answer")), source=SOURCE,
                       lang="en", image=image, answer_type=answer_type, meta=meta)
 
 
