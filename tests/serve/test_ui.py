@@ -42,6 +42,7 @@ def chromium() -> str:
 def ui_server(chatty_model_dir, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("ui") / "serve.log"
+    uploads = log.parent / "uploads"
     with open(log, "w") as f:
         proc = subprocess.Popen(
             [
@@ -59,7 +60,7 @@ def ui_server(chatty_model_dir, tmp_path_factory):
             ],
             stdout=f,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "DOCTORSUN_API_KEY": API_KEY},
+            env={**os.environ, "DOCTORSUN_API_KEY": API_KEY, "GRADIO_TEMP_DIR": str(uploads)},
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -73,7 +74,7 @@ def ui_server(chatty_model_dir, tmp_path_factory):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"doctorsun serve did not start:\n{log.read_text()}")
             time.sleep(0.3)
-        yield url
+        yield url, uploads
     finally:
         proc.terminate()
         proc.wait(30)
@@ -81,6 +82,8 @@ def ui_server(chatty_model_dir, tmp_path_factory):
 
 def test_upload_ask_and_switch_language(ui_server, engine, dicom_ct, tmp_path):
     from playwright.sync_api import expect, sync_playwright
+
+    ui_server, uploads = ui_server
 
     question = "What modality is this image?"
     want = engine.answer(question, load_image(dicom_ct), GenerationSettings(max_new_tokens=12))
@@ -104,6 +107,10 @@ def test_upload_ask_and_switch_language(ui_server, engine, dicom_ct, tmp_path):
             page.locator("#upload button[aria-label='Clear']").first.click()
             page.locator("#upload input[type=file]").set_input_files(str(dicom_ct))
             expect(page.locator("#preview img")).to_be_visible(timeout=20_000)  # the windowed rendering
+            # The uploaded DICOM (all its tags) is deleted once read: no copy of its bytes stays on disk.
+            dicom = dicom_ct.read_bytes()
+            kept = [p for p in uploads.rglob("*") if p.is_file() and p.read_bytes() == dicom]
+            assert kept == []
             page.locator("#question textarea").fill(question)
             page.locator("#ask").click()
             bot = page.locator("#chat [data-testid=bot]").last

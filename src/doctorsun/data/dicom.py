@@ -11,6 +11,7 @@ Reference: DICOM PS3.3 C.11 (Look Up Tables), C.7.6.3 (Image Pixel), C.7.6.16 (F
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,19 @@ from doctorsun.data.pixels import (
 from doctorsun.errors import DoctorSunError
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def silence_pydicom() -> None:
+    """pydicom's own log messages can quote element values (``Unknown encoding '<value>'``), which may
+    identify a patient: they never reach a handler. Its warnings are caught by the image reader."""
+    logger = logging.getLogger("pydicom")
+    logger.setLevel(logging.CRITICAL + 1)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+
+
+silence_pydicom()
 
 
 def read_dataset(path: Path, pixels: bool = True):

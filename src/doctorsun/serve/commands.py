@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 from doctorsun.errors import DoctorSunError
@@ -67,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
     from doctorsun.serve.api import create_app
 
     config = config_from_args(args)
+    upload_dir = None
+    if args.ui and "GRADIO_TEMP_DIR" not in os.environ:
+        # The web UI's uploads (DICOM files with all their tags) live in a private folder of this server.
+        upload_dir = tempfile.mkdtemp(prefix="doctorsun-ui-")
+        os.environ["GRADIO_TEMP_DIR"] = upload_dir
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     hf_logging.disable_progress_bar()
@@ -86,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=5)
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if upload_dir is not None:  # anything the web UI still held goes with the server
+            shutil.rmtree(upload_dir, ignore_errors=True)
     return 0
 
 

@@ -123,6 +123,8 @@ def build_ui(batcher, config):
             except DoctorSunError as exc:
                 state.pending = None
                 return None, state, f"❌ {_hide_tmp(str(exc), path)}"
+            finally:
+                forget_upload(path)  # a DICOM carries patient data: keep the pixels, not the file
             state.pending = image
             return image, state, TEXT[code]["attached"]
 
@@ -211,6 +213,15 @@ def mount_ui(app, batcher, config) -> None:
         theme=gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
         css=CSS,
     )
+
+
+def forget_upload(path: str) -> None:
+    """Delete an uploaded file as soon as it has been read (and its folder, which Gradio makes per file)."""
+    try:
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
 
 
 def _hide_tmp(message: str, path: str) -> str:
