@@ -9,6 +9,7 @@ Decoding is greedy unless a temperature is given, so the same request gets the s
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -27,7 +28,7 @@ from starlette.exceptions import HTTPException
 
 from doctorsun.errors import DoctorSunError
 from doctorsun.model.generate import MAX_STOP_CHARS, MAX_STOPS, Engine, GenerationSettings
-from doctorsun.serve.batching import Batcher, Result
+from doctorsun.serve.batching import Batcher, Busy, Result
 from doctorsun.serve.messages import RequestError, check_context, to_conversation
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class ServeConfig:
     """Most requests answered by one batched generation."""
     batch_wait_ms: float = 10.0
     """How long the batcher keeps collecting after the first request of a batch."""
+    max_pending: int = 64
+    """Most requests waiting or being answered at once; one more gets a 429 with ``Retry-After``."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -66,6 +69,7 @@ class ServeConfig:
             "max_tokens_limit",
             "default_max_tokens",
             "max_batch_size",
+            "max_pending",
         ):
             if getattr(self, name) < 1:
                 raise DoctorSunError(f"serve {name} must be >= 1, not {getattr(self, name)}")
@@ -82,7 +86,7 @@ class ServeConfig:
 
 def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
     """The FastAPI app; with ``ui`` the Gradio web UI is mounted at ``/ui`` on the same server."""
-    batcher = Batcher(engine, config.max_batch_size, config.batch_wait_ms)
+    batcher = Batcher(engine, config.max_batch_size, config.batch_wait_ms, config.max_pending)
     # Prompt lengths are counted in request threads while the batcher's thread generates: a fast
     # tokenizer must not be used from two threads at once, so counting gets its own copy.
     counter = copy.deepcopy(engine.tokenizer)
@@ -142,7 +146,11 @@ def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
         check_model(body.get("model"), config)
         stream, include_usage = check_request_fields(body)
         conversation, images, settings = await run_in_threadpool(prepare, body, engine, counter, config)
-        job = batcher.submit(conversation, images, settings)
+        try:
+            job = batcher.submit(conversation, images, settings)
+        except Busy as exc:
+            raise RequestError(f"the server is busy ({exc}); retry shortly", code="server_busy", status=429,
+                               headers={"Retry-After": "1"}) from None
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": config.model_name}
         if stream:
             return StreamingResponse(
@@ -150,7 +158,7 @@ def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        result = await batcher.result(job)
+        result = await result_unless_gone(batcher, job, request)
         return {
             **meta,
             "object": "chat.completion",
@@ -176,12 +184,30 @@ def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
     return app
 
 
+async def result_unless_gone(batcher: Batcher, job, request: Request, poll_s: float = 0.25) -> Result:
+    """The job's result; when the client hangs up first, the job is given up (its batch stops at the next
+    token once no one is waiting for any of it) and its slot freed."""
+    task = asyncio.ensure_future(batcher.result(job))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise RequestError("the client closed the connection", code="client_closed", status=499)
+    finally:
+        if not task.done():
+            task.cancel()
+        job.cancelled = True
+        batcher.release(job)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error answers in OpenAI's shape: ``{"error": {message, type, param, code}}``."""
 
     @app.exception_handler(RequestError)
     async def _request_error(_request, exc: RequestError):
-        return error_response(exc.status, str(exc), param=exc.param, code=exc.code)
+        return error_response(exc.status, str(exc), param=exc.param, code=exc.code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request, exc: RequestValidationError):

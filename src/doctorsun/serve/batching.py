@@ -48,6 +48,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
+    released: bool = False
 
     def key(self) -> tuple:
         s = self.settings
@@ -69,10 +70,15 @@ class BatchStats:
     failed: int = 0
 
 
+class Busy(Exception):
+    """Raised by ``submit`` when ``max_pending`` jobs are already waiting or running."""
+
+
 class Batcher:
     """Owns the engine; ``submit`` from any asyncio loop, ``stream`` or ``result`` to get the answer."""
 
-    def __init__(self, engine: Engine, max_batch_size: int = 8, wait_ms: float = 10.0):
+    def __init__(self, engine: Engine, max_batch_size: int = 8, wait_ms: float = 10.0,
+                 max_pending: int | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, not {max_batch_size}")
         self.engine = engine
@@ -82,6 +88,9 @@ class Batcher:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.max_pending = max_pending
+        """Most jobs waiting or running at once (``None``: no limit); one more is refused with ``Busy``."""
+        self.pending = 0
 
     def start(self) -> None:
         with self._lock:
@@ -99,9 +108,20 @@ class Batcher:
     def submit(self, messages, images, settings: GenerationSettings) -> Job:
         """Queue a conversation; call from a coroutine (the job reports to its running loop)."""
         self.start()
+        with self._lock:
+            if self.max_pending is not None and self.pending >= self.max_pending:
+                raise Busy(f"{self.pending} requests are already waiting or running")
+            self.pending += 1
         job = Job(list(messages), list(images), settings, asyncio.get_running_loop())
         self._queue.put(job)
         return job
+
+    def release(self, job: Job) -> None:
+        """The job's consumer is done with it (answered, failed or gone): its slot is free."""
+        with self._lock:
+            if not job.released:
+                job.released = True
+                self.pending -= 1
 
     async def stream(self, job: Job) -> AsyncIterator[str | Result]:
         """The job's text deltas, then its ``Result``; raises what generation raised. Leaving early
@@ -118,6 +138,7 @@ class Batcher:
                     raise value
         finally:
             job.cancelled = True
+            self.release(job)
 
     async def result(self, job: Job) -> Result:
         async for item in self.stream(job):

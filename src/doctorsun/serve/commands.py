@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB")
     p.add_argument("--max-image-pixels", type=int, default=25_000_000, help="largest image (width x height)")
     p.add_argument("--max-images", type=int, default=8, help="most images in one request")
+    p.add_argument("--max-pending", type=int, default=64,
+                   help="most requests waiting or being answered; more get 429 with Retry-After")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -56,6 +58,7 @@ def config_from_args(args: argparse.Namespace):
         max_tokens_limit=args.max_tokens_limit,
         default_max_tokens=min(args.default_max_tokens, args.max_tokens_limit),
         max_batch_size=args.max_batch_size,
+        max_pending=args.max_pending,
         batch_wait_ms=args.batch_wait_ms,
     )
 

@@ -36,9 +36,10 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 class RequestError(DoctorSunError):
     """A client mistake: answered with a 4xx and an OpenAI-style error body."""
 
-    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int = 400):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int = 400,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.param, self.code, self.status = param, code, status
+        self.param, self.code, self.status, self.headers = param, code, status, headers
 
 
 def to_conversation(messages: list[dict[str, Any]], max_images: int, max_pixels: int):
