@@ -30,6 +30,7 @@ from doctorsun.errors import DoctorSunError
 from doctorsun.model.generate import MAX_STOP_CHARS, MAX_STOPS, Engine, GenerationSettings
 from doctorsun.serve.batching import Batcher, Busy, Result
 from doctorsun.serve.messages import RequestError, check_context, to_conversation
+from doctorsun.serve.openapi import chat_openapi, errors
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +132,17 @@ def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
     async def health():
         return {"status": "ok", "model": config.model_name, "batching": asdict(batcher.stats)}
 
-    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    @app.get("/v1/models", dependencies=[Depends(authorize)], responses=errors("401"))
     async def list_models():
         return {"object": "list", "data": [model_card()]}
 
-    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(authorize)])
+    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(authorize)], responses=errors("400", "401", "404"))
     async def get_model(model_id: str):
         check_model(model_id, config)
         return model_card()
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)],
+              **chat_openapi(config.max_tokens_limit, config.max_images))
     async def chat_completions(request: Request):
         body = await read_json(request)
         check_model(body.get("model"), config)
