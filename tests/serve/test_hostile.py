@@ -83,3 +83,31 @@ def test_long_stop_strings_take_no_memory_and_still_stop(server, engine):
     stop = full[len(full) // 2 : len(full) // 2 + 3]
     cut = engine.generate([[user_message("Tell me more.")]], [[]], GenerationSettings(max_new_tokens=12, stop=[stop]))
     assert cut == [full[: full.find(stop)].strip()]
+
+
+def test_the_images_of_one_request_are_bounded_together():
+    from doctorsun.serve.messages import RequestError, to_conversation
+
+    url = data_url(png_bytes(100), "image/png")
+    parts = [{"type": "image_url", "image_url": {"url": url}}] * 2 + [{"type": "text", "text": "Compare."}]
+    conv, images = to_conversation([{"role": "user", "content": parts}], 8, 100 * 100, 20_000)
+    assert len(images) == 2
+    with pytest.raises(RequestError, match="more than 15000 pixels together") as err:
+        to_conversation([{"role": "user", "content": parts}], 8, 100 * 100, 15_000)
+    assert err.value.param == "messages[0].content[1]"
+
+
+def test_a_body_that_trickles_in_gets_a_408(engine):
+    import socket
+
+    from doctorsun.serve.api import ServeConfig, create_app
+
+    from .conftest import Server
+
+    with Server(create_app(engine, ServeConfig(model_name="m", body_timeout_s=1.0))) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"model\": ")
+            answer = sock.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer
+        assert httpx.post(f"{srv.url}/v1/chat/completions", json=ask(model="m"), timeout=60).status_code == 200

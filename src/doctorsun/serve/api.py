@@ -61,6 +61,10 @@ class ServeConfig:
     """How long the batcher keeps collecting after the first request of a batch."""
     max_pending: int = 64
     """Most requests waiting or being answered at once; one more gets a 429 with ``Retry-After``."""
+    max_request_pixels: int = 50_000_000
+    """Most decoded pixels of all the images of one request together."""
+    body_timeout_s: float = 60.0
+    """A request body that has not arrived whole by then gets a 408 (a slow sender holds no worker)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -71,6 +75,7 @@ class ServeConfig:
             "default_max_tokens",
             "max_batch_size",
             "max_pending",
+            "max_request_pixels",
         ):
             if getattr(self, name) < 1:
                 raise DoctorSunError(f"serve {name} must be >= 1, not {getattr(self, name)}")
@@ -101,7 +106,7 @@ def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
     app = FastAPI(title="DoctorSun", description=f"OpenAI-compatible API. {NOT_ADVICE}", lifespan=lifespan)
     app.state.batcher = batcher
     app.state.config = config
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
 
     install_error_handlers(app)
 
@@ -264,7 +269,8 @@ def prepare(body: dict[str, Any], engine: Engine, tokenizer, config: ServeConfig
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise RequestError("messages must be a list of message objects", param="messages")
-    conversation, images = to_conversation(messages, config.max_images, config.max_image_pixels)
+    conversation, images = to_conversation(messages, config.max_images, config.max_image_pixels,
+                                           config.max_request_pixels)
     check_context(engine, tokenizer, conversation, len(images), settings.max_new_tokens)
     return conversation, images, settings
 
@@ -397,17 +403,20 @@ def error_response(
             status, "invalid_request_error" if status < 500 else "server_error"
         )
     if code is None:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
+        code = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+                413: "request_too_large"}.get(status)
     return JSONResponse(error_body(message, type_, param, code), status_code=status, headers=headers)
 
 
 class BodyLimit:
     """ASGI middleware: a body over ``max_bytes`` gets a 413 before it is read (by its Content-Length)
-    or as soon as it crosses the limit (chunked uploads)."""
+    or as soon as it crosses the limit (chunked uploads); a body still arriving after ``timeout_s``
+    gets a 408."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, timeout_s: float = 60.0):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -418,10 +427,14 @@ class BodyLimit:
             response = error_response(413, message)
             return await response(scope, receive, send)
         seen = 0
+        deadline = time.monotonic() + self.timeout_s
 
         async def limited_receive():
             nonlocal seen
-            event = await receive()
+            try:
+                event = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within {self.timeout_s:g} s") from None
             if event["type"] == "http.request":
                 seen += len(event.get("body", b""))
                 if seen > self.max_bytes:

@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +43,16 @@ class RequestError(DoctorSunError):
         self.param, self.code, self.status, self.headers = param, code, status, headers
 
 
-def to_conversation(messages: list[dict[str, Any]], max_images: int, max_pixels: int):
-    """``(conversation, images)`` for ``Engine.generate``; raises ``RequestError`` naming the bad part."""
+DECODING = threading.BoundedSemaphore(2)
+"""Images being decoded at once in the whole server: with at most two, decoded pixels in flight stay
+under 2 x the per-image limit however many requests arrive together."""
+
+
+def to_conversation(messages: list[dict[str, Any]], max_images: int, max_pixels: int,
+                    max_request_pixels: int | None = None):
+    """``(conversation, images)`` for ``Engine.generate``; raises ``RequestError`` naming the bad part.
+    ``max_request_pixels`` bounds the decoded pixels of all the request's images together."""
+    total = 0
     if not messages:
         raise RequestError("messages must not be empty", param="messages")
     conversation, images = [], []
@@ -81,7 +90,12 @@ def to_conversation(messages: list[dict[str, Any]], max_images: int, max_pixels:
                     )
                 url = part.get("image_url")
                 url = url.get("url") if isinstance(url, dict) else url
-                images.append(decode_image(url, at, max_pixels))
+                image = decode_image(url, at, max_pixels)
+                total += image.width * image.height
+                if max_request_pixels is not None and total > max_request_pixels:
+                    raise RequestError(f"{at}: the request's images hold more than {max_request_pixels} pixels "
+                                       "together", param=at, code="image_too_large")
+                images.append(image)
                 parts.append({"type": "image"})
             else:
                 raise RequestError(
@@ -153,7 +167,7 @@ def _pixel_count(data: bytes, suffix: str, where: str) -> int:
 def _read(data: bytes, suffix: str, where: str, max_pixels: int):
     from doctorsun.data.image import load_image
 
-    with _as_file(data, suffix) as path:
+    with DECODING, _as_file(data, suffix) as path:
         try:
             return load_image(path, max_pixels=max_pixels)
         except DoctorSunError as exc:  # name the request's part, not our private temp path

@@ -22,6 +22,7 @@ ERRORS = {
     "400": "a field is missing, of the wrong type or out of range; `param` names it",
     "401": "no or a wrong API key",
     "404": "the model is not the one this server serves",
+    "408": "the request body did not arrive in time",
     "413": "the request body is over the server's limit",
     "429": "the server is busy; retry after `Retry-After` seconds",
 }
