@@ -32,14 +32,18 @@ from doctorsun.errors import DoctorSunError
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
 def silence_pydicom() -> None:
     """pydicom's own log messages can quote element values (``Unknown encoding '<value>'``), which may
-    identify a patient: they never reach a handler. Its warnings are caught by the image reader."""
+    identify a patient: they never reach a handler. A logger filter holds whatever level pydicom (or
+    anyone) sets later; its warnings are caught by the image reader."""
     logger = logging.getLogger("pydicom")
-    logger.setLevel(logging.CRITICAL + 1)
+    if _drop not in logger.filters:
+        logger.addFilter(_drop)
     logger.propagate = False
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
 
 
 silence_pydicom()
@@ -51,6 +55,7 @@ def read_dataset(path: Path, pixels: bool = True):
     from pydicom.errors import InvalidDicomError
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+    silence_pydicom()  # again: importing pydicom.config resets its logger's level
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
     except InvalidDicomError:
