@@ -17,6 +17,8 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from doctorsun.data.image import load_image  # also silences pydicom's logger before any DICOM is read
+from doctorsun.data.pixels import safe_reason
 from doctorsun.errors import DoctorSunError
 
 if TYPE_CHECKING:
@@ -146,8 +148,6 @@ def decode_image(url: Any, where: str, max_pixels: int):
 
 def _pixel_count(data: bytes, suffix: str, where: str) -> int:
     """Pixels in the image, read from its header only (nothing is decoded yet)."""
-    from doctorsun.data.pixels import safe_reason
-
     try:
         if suffix == ".dcm":
             import pydicom
@@ -165,8 +165,6 @@ def _pixel_count(data: bytes, suffix: str, where: str) -> int:
 
 
 def _read(data: bytes, suffix: str, where: str, max_pixels: int):
-    from doctorsun.data.image import load_image
-
     with DECODING, _as_file(data, suffix) as path:
         try:
             return load_image(path, max_pixels=max_pixels)
