@@ -57,7 +57,8 @@ def test_a_dicoms_trip_leaks_nothing(tmp_path, chatty_model_dir, tiny_model_dir,
         assert main(["-v", "train", str(recipe)]) == 0
 
         from doctorsun.model.generate import Engine
-        from doctorsun.serve.api import ServeConfig, create_app
+        from doctorsun.serve.api import create_app
+        from doctorsun.serve.config import ServeConfig
         from tests.serve.conftest import Server
 
         url = "data:application/dicom;base64," + base64.b64encode(scan.read_bytes()).decode()

@@ -97,3 +97,17 @@ def test_nifti_voxel_sizes_cannot_blow_up_the_picture(tmp_path):
     picture = load_image(path, max_pixels=64 * 64 * 20)
     width, height = picture.size
     assert width * height <= 64 * 64 * 20 and max(width, height) <= 64 * 16
+
+
+def test_an_image_link_that_leaves_the_set_is_refused(tmp_path):
+    rad = ps.write_vqa_rad(tmp_path)
+    images = rad / "VQA_RAD Image Folder"
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes((images / "synpic100003.jpg").read_bytes())
+    (images / "synpic100003.jpg").unlink()
+    (images / "synpic100003.jpg").symlink_to(outside)
+    (images / "inside.jpg").symlink_to(images / "synpic100001.jpg")  # a link within the folder is fine
+    got = convert("vqa-rad", rad, split="all")
+    refused = [rid for rid, why in got.problems if "link that leaves" in why]
+    assert refused and all(r["image"] != "synpic100003.jpg" for r in got.records)
+    assert any(r["image"] == "synpic100001.jpg" for r in got.records)

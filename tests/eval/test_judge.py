@@ -93,7 +93,8 @@ def test_a_doctorsun_server_as_judge(chatty_model_dir, fixed_answers, tmp_path, 
     """A real ``doctorsun serve`` (tiny model, API key) answers every judge request; its words are no verdict,
     so every judgment is recorded as unparseable and nothing is counted."""
     from doctorsun.model.generate import Engine
-    from doctorsun.serve.api import ServeConfig, create_app
+    from doctorsun.serve.api import create_app
+    from doctorsun.serve.config import ServeConfig
 
     monkeypatch.setenv("JUDGE_KEY", "k-123")
     app = create_app(Engine.load(chatty_model_dir), ServeConfig(model_name="tiny-judge", api_key="k-123",

@@ -54,7 +54,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(engine):
     """The API with an API key and small limits, so that tests can cross them cheaply."""
-    from doctorsun.serve.api import ServeConfig, create_app
+    from doctorsun.serve.api import create_app
+    from doctorsun.serve.config import ServeConfig
 
     config = ServeConfig(
         model_name="doctorsun-tiny",

@@ -100,7 +100,8 @@ def test_the_images_of_one_request_are_bounded_together():
 def test_a_body_that_trickles_in_gets_a_408(engine):
     import socket
 
-    from doctorsun.serve.api import ServeConfig, create_app
+    from doctorsun.serve.api import create_app
+    from doctorsun.serve.config import ServeConfig
 
     from .conftest import Server
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from doctorsun.model.generate import Engine
-from doctorsun.serve.api import ServeConfig, create_app
+from doctorsun.serve.api import create_app
+from doctorsun.serve.config import ServeConfig
 
 from .conftest import Server
 

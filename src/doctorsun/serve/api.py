@@ -17,7 +17,7 @@ import secrets
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -26,68 +26,16 @@ from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from doctorsun.errors import DoctorSunError
-from doctorsun.model.generate import MAX_STOP_CHARS, MAX_STOPS, Engine, GenerationSettings
+from doctorsun.model.generate import Engine
 from doctorsun.serve.batching import Batcher, Busy, Result
-from doctorsun.serve.messages import RequestError, check_context, to_conversation
+from doctorsun.serve.config import ServeConfig
+from doctorsun.serve.fields import check_model, check_request_fields, prepare, read_json
+from doctorsun.serve.messages import RequestError
 from doctorsun.serve.openapi import chat_openapi, errors
 
 log = logging.getLogger(__name__)
 
 NOT_ADVICE = "Outputs of DoctorSun models are not medical advice."
-
-
-@dataclass
-class ServeConfig:
-    """What the server serves and the limits it enforces."""
-
-    model_name: str = "doctorsun"
-    """Model id clients send in ``model`` (``GET /v1/models`` lists it); other names get a 404."""
-    api_key: str | None = None
-    """When set, ``/v1/*`` requires ``Authorization: Bearer <api_key>`` (and the web UI asks for it)."""
-    max_body_bytes: int = 32 * 1024 * 1024
-    """Largest accepted request body (images travel base64 inside it); larger gets a 413."""
-    max_image_pixels: int = 25_000_000
-    """Largest accepted image (width x height of one frame)."""
-    max_images: int = 8
-    """Most images in one request."""
-    max_tokens_limit: int = 2048
-    """Largest ``max_tokens`` a request may ask for."""
-    default_max_tokens: int = 512
-    """``max_tokens`` when a request gives none (and for the web UI)."""
-    max_batch_size: int = 8
-    """Most requests answered by one batched generation."""
-    batch_wait_ms: float = 10.0
-    """How long the batcher keeps collecting after the first request of a batch."""
-    max_pending: int = 64
-    """Most requests waiting or being answered at once; one more gets a 429 with ``Retry-After``."""
-    max_request_pixels: int = 50_000_000
-    """Most decoded pixels of all the images of one request together."""
-    body_timeout_s: float = 60.0
-    """A request body that has not arrived whole by then gets a 408 (a slow sender holds no worker)."""
-
-    def __post_init__(self) -> None:
-        for name in (
-            "max_body_bytes",
-            "max_image_pixels",
-            "max_images",
-            "max_tokens_limit",
-            "default_max_tokens",
-            "max_batch_size",
-            "max_pending",
-            "max_request_pixels",
-        ):
-            if getattr(self, name) < 1:
-                raise DoctorSunError(f"serve {name} must be >= 1, not {getattr(self, name)}")
-        if self.default_max_tokens > self.max_tokens_limit:
-            raise DoctorSunError(
-                f"default_max_tokens {self.default_max_tokens} is over max_tokens_limit "
-                f"{self.max_tokens_limit}"
-            )
-        if self.batch_wait_ms < 0:
-            raise DoctorSunError(f"batch_wait_ms must be >= 0, not {self.batch_wait_ms}")
-        if self.api_key is not None and not self.api_key.strip():
-            raise DoctorSunError("api_key must not be empty")
 
 
 def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
@@ -236,112 +184,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _server_error(_request, exc: Exception):
         log.error("request failed: %s", exc, exc_info=exc)
         return error_response(500, "the server failed to answer this request", type_="server_error")
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the request body is not valid JSON ({exc})", code="invalid_json") from None
-    except RecursionError:
-        raise RequestError("the request body is nested too deeply", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object", code="invalid_json")
-    return body
-
-
-def check_model(name: Any, config: ServeConfig) -> None:
-    if not isinstance(name, str) or not name:
-        raise RequestError("model is required", param="model")
-    if name != config.model_name:
-        raise RequestError(
-            f"model {name!r} not found; this server serves {config.model_name!r}",
-            param="model",
-            code="model_not_found",
-            status=404,
-        )
-
-
-def prepare(body: dict[str, Any], engine: Engine, tokenizer, config: ServeConfig):
-    """Check a request's fields and read its images (in a worker thread: decoding is CPU work)."""
-    settings = settings_from(body, config)
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise RequestError("messages must be a list of message objects", param="messages")
-    conversation, images = to_conversation(messages, config.max_images, config.max_image_pixels,
-                                           config.max_request_pixels)
-    check_context(engine, tokenizer, conversation, len(images), settings.max_new_tokens)
-    return conversation, images, settings
-
-
-UNSUPPORTED = {
-    "tools": None, "tool_choice": None, "functions": None, "function_call": None, "parallel_tool_calls": None,
-    "logprobs": False, "top_logprobs": None, "logit_bias": None, "response_format": {"type": "text"},
-    "presence_penalty": 0, "frequency_penalty": 0, "audio": None, "modalities": ["text"], "prediction": None,
-}
-"""OpenAI request fields this server does not implement -> the one value (besides absent) that asks for
-nothing; anything else gets a 400 naming the field instead of a silently different answer."""
-
-
-def check_request_fields(body: dict[str, Any]) -> tuple[bool, bool]:
-    """Refuse unsupported features and wrongly typed switches; returns ``(stream, include_usage)``."""
-    for name, neutral in UNSUPPORTED.items():
-        if name in body and body[name] is not None and body[name] != neutral:
-            raise RequestError(f"{name} is not supported by this server", param=name, code="unsupported_parameter")
-    stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
-        raise RequestError("stream must be true or false", param="stream")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise RequestError("stream_options must be an object", param="stream_options")
-    include_usage = (options or {}).get("include_usage", False)
-    if include_usage is not None and not isinstance(include_usage, bool):
-        raise RequestError("stream_options.include_usage must be true or false", param="stream_options.include_usage")
-    return bool(stream), bool(include_usage)
-
-
-def settings_from(body: dict[str, Any], config: ServeConfig) -> GenerationSettings:
-    n = body.get("n", 1)
-    if n not in (1, None):
-        raise RequestError("only n=1 is supported", param="n")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    if max_tokens is None:
-        max_tokens = config.default_max_tokens
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise RequestError(f"{param} must be a positive integer", param=param)
-    if max_tokens > config.max_tokens_limit:
-        raise RequestError(
-            f"{param} {max_tokens} is over this server's limit of {config.max_tokens_limit}",
-            param=param,
-            code="max_tokens_too_large",
-        )
-    temperature = _number(body, "temperature", 0.0, 0.0, 2.0)
-    top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
-    if top_p == 0:
-        raise RequestError("top_p must be in (0, 1]", param="top_p")
-    stop = body.get("stop")
-    stop = [stop] if isinstance(stop, str) else stop or []
-    if (not isinstance(stop, list) or len(stop) > MAX_STOPS
-            or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop)):
-        raise RequestError(f"stop must be a string or a list of up to {MAX_STOPS} non-empty strings of at most "
-                           f"{MAX_STOP_CHARS} characters", param="stop")
-    seed = body.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
-        raise RequestError("seed must be an integer in [0, 2^63)", param="seed")
-    return GenerationSettings(
-        max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=seed or 0
-    )
-
-
-def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
-        raise RequestError(f"{name} must be a number in [{lo:g}, {hi:g}]", param=name)
-    return float(value)
 
 
 def usage(result: Result) -> dict[str, int]:

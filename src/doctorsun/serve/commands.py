@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from doctorsun.serve.api import ServeConfig
+    from doctorsun.serve.config import ServeConfig
 
     if not 0 < args.port < 65536:
         raise DoctorSunError(f"port must be in 1..65535, not {args.port}")

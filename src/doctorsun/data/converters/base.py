@@ -85,7 +85,22 @@ class Collector:
         self.problems.append((str(where), reason))
 
     def result(self, name: str, split: str | None, image_root: Path | None) -> ConvertResult:
+        if image_root is not None:
+            self._refuse_escapes(Path(image_root))
         return ConvertResult(self.records, self.problems, image_root, split, name, self.notes)
+
+    def _refuse_escapes(self, root: Path) -> None:
+        """Drop records whose image is a link that leads outside the set's image folder (reported)."""
+        inside = root.resolve()
+        kept = []
+        for record in self.records:
+            bad = next((p for p in image_paths(record) if (root / p).is_symlink()
+                        and not (root / p).resolve().is_relative_to(inside)), None)
+            if bad is None:
+                kept.append(record)
+            else:
+                self.skip(record["id"], f"image {bad!r} is a link that leaves the set's image folder")
+        self.records = kept
 
 
 def text(value) -> str:
