@@ -106,3 +106,16 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
     for p in found:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return found
+
+
+def save_figure(fig, path: str | Path, **savefig_kwargs) -> Path:
+    """Write a matplotlib figure atomically (the format from ``path``'s suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=path.suffix or ".png") as tmp:
+            fig.savefig(tmp, **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    return path

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.files import atomic_path, write_json, write_text
+from doctorsun.files import save_figure, write_json, write_text
 
 ACCURACY = ("closed_accuracy", "mcq_accuracy", "exact_match", "judge_accuracy")
 """Metrics whose per-question value is right (1) or wrong (0): McNemar applies."""
@@ -154,8 +154,4 @@ def _chart(path: Path, result: dict[str, Any]) -> None:
     ax.set_xlabel("B - A (95% paired bootstrap CI)")
     ax.set_title(f"{Path(result['run_b']).name} vs {Path(result['run_a']).name}")
     fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from doctorsun.files import atomic_path, write_json, write_text
+from doctorsun.files import save_figure, write_json, write_text
 
 SCORES = "scores.json"
 REPORT = "report.md"
@@ -176,14 +176,10 @@ def write_chart(path: Path, scores: dict[str, Any]) -> None:
           ["value"])
     for ax, (field, groups) in zip(axes[1:, 0], fields.items(), strict=True):
         _bars(ax, f"by {field}", dict(list(groups.items())[:20]), _present(groups))
-    try:
-        with warnings.catch_warnings(), atomic_path(path, suffix=".png") as tmp:
-            # group names in Chinese may lack glyphs in the default font
-            warnings.filterwarnings("ignore", message="Glyph .* missing")
-            fig.tight_layout()
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
+    with warnings.catch_warnings():  # group names in Chinese may lack glyphs in the default font
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        fig.tight_layout()
+        save_figure(fig, path, dpi=100)
 
 
 def _present(groups: dict[str, dict]) -> list[str]:

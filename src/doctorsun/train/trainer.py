@@ -28,7 +28,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from doctorsun.data.tokenize import IGNORE
 from doctorsun.errors import DoctorSunError
-from doctorsun.files import atomic_path, replace_dir, write_json, write_text
+from doctorsun.files import replace_dir, save_figure, write_json, write_text
 from doctorsun.train.config import Recipe
 
 log = logging.getLogger(__name__)
@@ -288,9 +288,4 @@ def plot_loss(log_path: Path, png: Path, title: str) -> Path | None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        with atomic_path(png, suffix=".png") as tmp:
-            fig.savefig(tmp)
-    finally:
-        plt.close(fig)
-    return png
+    return save_figure(fig, png)
