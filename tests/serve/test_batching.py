@@ -64,3 +64,32 @@ def test_streamed_deltas_of_a_batch_go_to_their_own_jobs(engine):
     for (pieces, result), q in zip(outcomes, questions, strict=True):
         assert "".join(pieces) == result.text == engine.generate([[user_message(q)]], [[]], settings)[0]
         assert len(pieces) > 1
+
+
+def test_decoded_pixels_held_by_waiting_requests_are_bounded(engine):
+    """Once waiting jobs hold ``max_pixels`` image pixels, the next job with images is refused; a job
+    alone always fits, and a finished job frees its pixels."""
+    from PIL import Image
+
+    from doctorsun.serve.batching import Busy
+
+    settings = GenerationSettings(max_new_tokens=2)
+    square = Image.new("RGB", (20, 20))  # 400 pixels
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch_size=4, wait_ms=200, max_pixels=1000)
+        try:
+            big = batcher.submit([user_message("Compare.", 2)], [square, square], settings)
+            assert batcher.pixels == 800
+            with pytest.raises(Busy, match="hold 800 image pixels"):
+                batcher.submit([user_message("And this?", 1)], [square], settings)
+            text_only = batcher.submit([user_message("Is it normal?")], [], settings)  # no pixels: fits
+            await batcher.result(big)
+            await batcher.result(text_only)
+            assert batcher.pixels == 0 and batcher.pending == 0
+            alone = batcher.submit([user_message("Three?", 3)], [square] * 3, settings)  # 1200 alone: fits
+            await batcher.result(alone)
+        finally:
+            batcher.stop()
+
+    asyncio.run(scenario())

@@ -40,7 +40,8 @@ NOT_ADVICE = "Outputs of DoctorSun models are not medical advice."
 
 def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
     """The FastAPI app; with ``ui`` the Gradio web UI is mounted at ``/ui`` on the same server."""
-    batcher = Batcher(engine, config.max_batch_size, config.batch_wait_ms, config.max_pending)
+    batcher = Batcher(engine, config.max_batch_size, config.batch_wait_ms, config.max_pending,
+                      config.max_server_pixels)
     # Prompt lengths are counted in request threads while the batcher's thread generates: a fast
     # tokenizer must not be used from two threads at once, so counting gets its own copy.
     counter = copy.deepcopy(engine.tokenizer)

@@ -49,6 +49,7 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     released: bool = False
+    pixels: int = 0
 
     def key(self) -> tuple:
         s = self.settings
@@ -78,7 +79,7 @@ class Batcher:
     """Owns the engine; ``submit`` from any asyncio loop, ``stream`` or ``result`` to get the answer."""
 
     def __init__(self, engine: Engine, max_batch_size: int = 8, wait_ms: float = 10.0,
-                 max_pending: int | None = None):
+                 max_pending: int | None = None, max_pixels: int | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, not {max_batch_size}")
         self.engine = engine
@@ -91,6 +92,9 @@ class Batcher:
         self.max_pending = max_pending
         """Most jobs waiting or running at once (``None``: no limit); one more is refused with ``Busy``."""
         self.pending = 0
+        self.max_pixels = max_pixels
+        """Most decoded image pixels held by waiting or running jobs together (``None``: no limit)."""
+        self.pixels = 0
 
     def start(self) -> None:
         with self._lock:
@@ -108,11 +112,15 @@ class Batcher:
     def submit(self, messages, images, settings: GenerationSettings) -> Job:
         """Queue a conversation; call from a coroutine (the job reports to its running loop)."""
         self.start()
+        pixels = sum(im.width * im.height for im in images)
         with self._lock:
             if self.max_pending is not None and self.pending >= self.max_pending:
                 raise Busy(f"{self.pending} requests are already waiting or running")
+            if self.max_pixels is not None and self.pixels + pixels > self.max_pixels and self.pending:
+                raise Busy(f"the waiting requests already hold {self.pixels} image pixels")
             self.pending += 1
-        job = Job(list(messages), list(images), settings, asyncio.get_running_loop())
+            self.pixels += pixels
+        job = Job(list(messages), list(images), settings, asyncio.get_running_loop(), pixels=pixels)
         self._queue.put(job)
         return job
 
@@ -122,6 +130,8 @@ class Batcher:
             if not job.released:
                 job.released = True
                 self.pending -= 1
+                self.pixels -= job.pixels
+        job.images = []  # the decoded pixels go with the slot
 
     async def stream(self, job: Job) -> AsyncIterator[str | Result]:
         """The job's text deltas, then its ``Result``; raises what generation raised. Leaving early
@@ -141,9 +151,13 @@ class Batcher:
             self.release(job)
 
     async def result(self, job: Job) -> Result:
-        async for item in self.stream(job):
-            if isinstance(item, Result):
-                return item
+        events = self.stream(job)
+        try:
+            async for item in events:
+                if isinstance(item, Result):
+                    return item
+        finally:
+            await events.aclose()  # frees the job's slot now, not when the generator is collected
         raise RuntimeError("generation ended without a result")  # unreachable: stream ends with one
 
     # -- worker thread ---------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ class ServeConfig:
     """Most requests waiting or being answered at once; one more gets a 429 with ``Retry-After``."""
     max_request_pixels: int = 50_000_000
     """Most decoded pixels of all the images of one request together."""
+    max_server_pixels: int = 200_000_000
+    """Most decoded pixels held by all waiting and running requests together (a request alone always fits);
+    more gets a 429 with ``Retry-After``."""
     body_timeout_s: float = 60.0
     """A request body that has not arrived whole by then gets a 408 (a slow sender holds no worker)."""
 
@@ -46,6 +49,7 @@ class ServeConfig:
             "max_batch_size",
             "max_pending",
             "max_request_pixels",
+            "max_server_pixels",
         ):
             if getattr(self, name) < 1:
                 raise DoctorSunError(f"serve {name} must be >= 1, not {getattr(self, name)}")
