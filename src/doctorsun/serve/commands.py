@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, default=8, help="most images in one request")
     p.add_argument("--max-pending", type=int, default=64,
                    help="most requests waiting or being answered; more get 429 with Retry-After")
+    p.add_argument("--max-request-pixels", type=int, default=50_000_000,
+                   help="most decoded pixels of one request's images together")
+    p.add_argument("--max-server-pixels", type=int, default=200_000_000,
+                   help="most decoded pixels held by all waiting and running requests; more get 429")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -59,6 +63,8 @@ def config_from_args(args: argparse.Namespace):
         default_max_tokens=min(args.default_max_tokens, args.max_tokens_limit),
         max_batch_size=args.max_batch_size,
         max_pending=args.max_pending,
+        max_request_pixels=args.max_request_pixels,
+        max_server_pixels=args.max_server_pixels,
         batch_wait_ms=args.batch_wait_ms,
     )
 
