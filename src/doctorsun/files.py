@@ -76,7 +76,6 @@ def replace_dir(src: Path, out: Path) -> None:
         os.replace(src, out)
 
 
-
 def fingerprint(path: str | Path, block: int = 1 << 20) -> str:
     """A cheap content fingerprint of a file: its size and a hash of its first and last MiB (a change in
     the middle that keeps the size is the one change it misses); for a folder, of every file in it."""

@@ -151,8 +151,8 @@ def test_padding_free_batch_gives_the_padded_batch_loss_and_gradients(tmp_path, 
         model.zero_grad()
         loss = trainer.compute_loss(model, dict(batch))
         loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n,
-                                        p in model.named_parameters() if p.requires_grad}))
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((loss.detach(), grads))
     (loss_a, grads_a), (loss_b, grads_b) = results
     torch.testing.assert_close(loss_b, loss_a)
     assert grads_a.keys() == grads_b.keys() and any(g.abs().sum() > 0 for g in grads_a.values())

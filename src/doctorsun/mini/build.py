@@ -106,8 +106,8 @@ def _build_into(folder: Path, seed: int) -> dict:
         view.image.save(images / f"{view.id}.png", format="PNG", compress_level=6)
     caption_rng = rng_for(seed, "captions")
     files = {
-        "align_train.jsonl": [r for s,
-                              v in medical if v.split == "train" for r in caption_records(s, v, caption_rng)],
+        "align_train.jsonl": [r for s, v in medical if v.split == "train"
+                              for r in caption_records(s, v, caption_rng)],
         "instruct_train.jsonl": _question_records(medical, "train", seed),
         "test.jsonl": _question_records(medical, "test", seed),
         "general.jsonl": general_records(general, seed),
@@ -155,8 +155,8 @@ def _summary(seed: int, medical: list[tuple[Source, View]], general: list,
         "closed_answers": closed,
         "sources": [{"key": s.key, "origin": s.origin, "modality": s.modality,
                      "train_views": sum(1 for t, v in medical if t is s and v.split == "train"),
-                     "test_views": sum(1 for t,
-                                       v in medical if t is s and v.split == "test")} for s in MEDICAL],
+                     "test_views": sum(1 for t, v in medical if t is s and v.split == "test")}
+                    for s in MEDICAL],
         "software": _versions(),
     }
 

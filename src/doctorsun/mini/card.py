@@ -102,8 +102,8 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
                 [[k, v, s["by_question"]["test.jsonl"].get(k, 0)]
                  for k, v in s["by_question"]["instruct_train.jsonl"].items()]),
         "",
-        "Yes/no answers: " + "; ".join(f"{name}: {_pairs(c)}" for name,
-                                       c in s["closed_answers"].items()) + ".",
+        "Yes/no answers: " + "; ".join(f"{name}: {_pairs(c)}" for name, c in s["closed_answers"].items())
+        + ".",
         "",
         "Examples:",
         "",

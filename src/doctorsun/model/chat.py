@@ -119,19 +119,21 @@ def choose_format(name: str, tokenizer) -> ChatFormat:
     return detect_format(tokenizer.get_vocab()) if name == "auto" else get_format(name)
 
 
+def _held_format(processor) -> ChatFormat | None:
+    """The format whose template the processor (or tokenizer) holds verbatim, if any."""
+    own = getattr(processor, "chat_template", None)
+    return next((fmt for fmt in FORMATS.values() if own == fmt.template), None)
+
+
 def format_of(processor) -> ChatFormat:
     """The format a processor (or tokenizer) carries: the one whose template it holds, else from its vocab."""
-    own = getattr(processor, "chat_template", None)
-    for fmt in FORMATS.values():
-        if own == fmt.template:
-            return fmt
-    return detect_format(getattr(processor, "tokenizer", processor).get_vocab())
+    return _held_format(processor) or detect_format(getattr(processor, "tokenizer", processor).get_vocab())
 
 
 def template_label(processor) -> str:
     """The format's name when the processor holds one of ours verbatim, else ``custom`` or ``none``."""
-    own = getattr(processor, "chat_template", None) or ""
-    return next((f.name for f in FORMATS.values() if f.template == own), "custom" if own else "none")
+    held = _held_format(processor)
+    return held.name if held else ("custom" if getattr(processor, "chat_template", None) else "none")
 
 
 def user_message(question: str, n_images: int = 0) -> Message:

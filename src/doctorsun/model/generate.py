@@ -45,10 +45,15 @@ class GenerationSettings:
             raise DoctorSunError(f"temperature must be >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise DoctorSunError(f"top_p must be in (0, 1], not {self.top_p}")
-        if len(self.stop) > MAX_STOPS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS
-                                                 for s in self.stop):
+        if not valid_stops(self.stop):
             raise DoctorSunError(f"stop takes at most {MAX_STOPS} non-empty strings of up to {MAX_STOP_CHARS} "
                                  "characters")
+
+
+def valid_stops(stops) -> bool:
+    """At most ``MAX_STOPS`` non-empty strings of at most ``MAX_STOP_CHARS`` characters."""
+    return (isinstance(stops, list | tuple) and len(stops) <= MAX_STOPS
+            and all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stops))
 
 
 class Engine:

@@ -101,8 +101,9 @@ def create_app(engine: Engine, config: ServeConfig, ui: bool = False):
         body = await read_json(request)
         check_model(body.get("model"), config)
         stream, include_usage = check_request_fields(body)
-        conversation, images, settings = await run_in_threadpool(prepare, body, engine, counter, config)
         try:
+            batcher.check_room()  # a full server decodes no images of a request it must refuse
+            conversation, images, settings = await run_in_threadpool(prepare, body, engine, counter, config)
             job = batcher.submit(conversation, images, settings)
         except Busy as exc:
             raise RequestError(f"the server is busy ({exc}); retry shortly", code="server_busy", status=429,

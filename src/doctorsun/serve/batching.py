@@ -114,15 +114,20 @@ class Batcher:
         self.start()
         pixels = sum(im.width * im.height for im in images)
         with self._lock:
-            if self.max_pending is not None and self.pending >= self.max_pending:
-                raise Busy(f"{self.pending} requests are already waiting or running")
-            if self.max_pixels is not None and self.pixels + pixels > self.max_pixels and self.pending:
-                raise Busy(f"the waiting requests already hold {self.pixels} image pixels")
+            self.check_room(pixels)
             self.pending += 1
             self.pixels += pixels
         job = Job(list(messages), list(images), settings, asyncio.get_running_loop(), pixels=pixels)
         self._queue.put(job)
         return job
+
+    def check_room(self, pixels: int = 0) -> None:
+        """Raise ``Busy`` when one more job (holding ``pixels`` decoded pixels) would not fit; callers may
+        ask before decoding a request's images, ``submit`` asks again."""
+        if self.max_pending is not None and self.pending >= self.max_pending:
+            raise Busy(f"{self.pending} requests are already waiting or running")
+        if self.max_pixels is not None and self.pixels + pixels > self.max_pixels and self.pending:
+            raise Busy(f"the waiting requests already hold {self.pixels} image pixels")
 
     def release(self, job: Job) -> None:
         """The job's consumer is done with it (answered, failed or gone): its slot is free."""
@@ -201,8 +206,8 @@ class Batcher:
             texts = self.engine.generate(
                 [j.messages for j in group], [j.images for j in group], group[0].settings, streamer=streamer
             )
-            return [(job, streamer, row, text) for row,
-                    (job, text) in enumerate(zip(group, texts, strict=True))]
+            pairs = enumerate(zip(group, texts, strict=True))
+            return [(job, streamer, row, text) for row, (job, text) in pairs]
 
         def retry(exc: BaseException) -> bool:
             # One bad request must not sink the others: answer them one by one, unless text has been

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from doctorsun.model.generate import MAX_STOP_CHARS, MAX_STOPS, GenerationSettings
+from doctorsun.model.generate import MAX_STOP_CHARS, MAX_STOPS, GenerationSettings, valid_stops
 from doctorsun.serve.config import ServeConfig
 from doctorsun.serve.messages import RequestError, check_context, to_conversation
 
@@ -102,8 +102,7 @@ def settings_from(body: dict[str, Any], config: ServeConfig) -> GenerationSettin
         raise RequestError("top_p must be in (0, 1]", param="top_p")
     stop = body.get("stop")
     stop = [stop] if isinstance(stop, str) else stop or []
-    if (not isinstance(stop, list) or len(stop) > MAX_STOPS
-            or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stop)):
+    if not isinstance(stop, list) or not valid_stops(stop):
         raise RequestError(f"stop must be a string or a list of up to {MAX_STOPS} non-empty strings of at most "
                            f"{MAX_STOP_CHARS} characters", param="stop")
     seed = body.get("seed")

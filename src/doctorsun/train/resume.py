@@ -68,8 +68,9 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
-def check_resume(checkpoint: Path, recipe: Recipe, force: bool = False) -> None:
-    """Refuse (or with ``force`` warn about) a checkpoint written by another recipe, data or model."""
+def check_resume(checkpoint: Path, record: dict[str, Any], force: bool = False) -> None:
+    """Refuse (or with ``force`` warn about) a checkpoint written by another recipe, data or model;
+    ``record`` is this run's ``run_record``."""
     path = checkpoint / RUN_FILE
     if not path.is_file():
         message = f"checkpoint {checkpoint} records no {RUN_FILE}: what it was trained on cannot be checked"
@@ -77,7 +78,7 @@ def check_resume(checkpoint: Path, recipe: Recipe, force: bool = False) -> None:
             raise DoctorSunError(message + " (pass --force-resume to resume anyway)")
         log.warning(message)
         return
-    diff = differences(json.loads(path.read_text(encoding="utf-8")), run_record(recipe))
+    diff = differences(json.loads(path.read_text(encoding="utf-8")), record)
     if diff and not force:
         raise DoctorSunError(f"checkpoint {checkpoint} belongs to another run: " + "; ".join(diff)
                              + " (start a fresh run, or pass --force-resume)")
@@ -101,11 +102,11 @@ def prepare_output(out: Path, checkpoints_dir: Path, resume: bool) -> Path | Non
             log.info("removed %s, left by an interrupted save", p)
     if resume or not checkpoints_dir.is_dir() or not any(checkpoints_dir.iterdir()):
         return None
-    aside = out / f"checkpoints.before-{time.strftime('%Y%m%d-%H%M%S')}"
-    n = 0
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = out / f"checkpoints.before-{stamp}", 0
     while aside.exists():
         n += 1
-        aside = out / f"checkpoints.before-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        aside = out / f"checkpoints.before-{stamp}-{n}"
     checkpoints_dir.rename(aside)
     log.warning("a fresh run into %s: the earlier run's checkpoints were moved to %s", out, aside)
     return aside

@@ -141,9 +141,8 @@ class StageTrainer(Trainer):
                     groups.setdefault((lr, self.args.weight_decay if name in decay else 0.0), []).append(p)
             cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
             kwargs.pop("lr", None)
-            self.optimizer = cls([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd),
-                                  ps in groups.items()],
-                                 lr=self.args.learning_rate, **kwargs)
+            params = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+            self.optimizer = cls(params, lr=self.args.learning_rate, **kwargs)
         return super().create_optimizer(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -230,8 +229,8 @@ def checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints under ``run_dir``, oldest first (staging folders are never listed)."""
     if not run_dir.is_dir():
         return []
-    found = [(int(m.group(1)),
-              p) for p in run_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    found = [(int(m.group(1)), p)
+             for p in run_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
     return [p for _, p in sorted(found)]
 
 

@@ -92,10 +92,17 @@ class Collector:
     def _refuse_escapes(self, root: Path) -> None:
         """Drop records whose image is a link that leads outside the set's image folder (reported)."""
         inside = root.resolve()
+        escapes: dict[str, bool] = {}  # one look-up per image, however many questions share it
+
+        def escaping(path: str) -> bool:
+            if path not in escapes:
+                full = root / path
+                escapes[path] = full.is_symlink() and not full.resolve().is_relative_to(inside)
+            return escapes[path]
+
         kept = []
         for record in self.records:
-            bad = next((p for p in image_paths(record) if (root / p).is_symlink()
-                        and not (root / p).resolve().is_relative_to(inside)), None)
+            bad = next((p for p in image_paths(record) if escaping(p)), None)
             if bad is None:
                 kept.append(record)
             else:

@@ -82,7 +82,7 @@ class Stage:
                 log.warning("--resume: no checkpoint under %s/checkpoints; starting from the beginning",
                             self.out)
             else:
-                check_resume(checkpoint, self.recipe, force_resume)
+                check_resume(checkpoint, self.trainer.run_record, force_resume)
                 log.info("resuming from %s", checkpoint)
                 if finished(checkpoint):
                     self._take_finished(checkpoint)
