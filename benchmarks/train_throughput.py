@@ -65,8 +65,8 @@ def build(args, data: Path):
     """(model, processor, train set) with the mini fine-tuning parts applied."""
     from doctorsun.model import BuildConfig, VisionConfig, build_model
     from doctorsun.train.config import DataConfig, PartConfig, PartsConfig
-    from doctorsun.train.data import build_sample_set
     from doctorsun.train.parts import apply_parts
+    from doctorsun.train.prepare import build_sample_set
 
     model, processor = build_model(BuildConfig(llm=args.llm,
                                                vision=VisionConfig(image_size=64, patch_size=16)))

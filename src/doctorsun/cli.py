@@ -27,7 +27,9 @@ VERBS: dict[str, tuple[str, str]] = {
 # library knows nothing of the SunMed-VL-mini builder that sits on top of it; the CLI joins them.
 SUBVERBS: dict[str, dict[str, tuple[str, str]]] = {
     "data": {"mini": ("doctorsun.mini.commands",
-                      "build SunMed-VL-mini from images that installed packages ship")},
+                      "build SunMed-VL-mini from images that installed packages ship"),
+             "prepare": ("doctorsun.train.prepare_command",
+                         "tokenise a stage's training data into its memory-mapped cache ahead of training")},
 }
 # Verbs of two words whose first word is also a verb of its own: (verb, word) -> (module, one-line help).
 COMPOUND: dict[tuple[str, str], tuple[str, str]] = {

@@ -76,6 +76,12 @@ def replace_dir(src: Path, out: Path) -> None:
         os.replace(src, out)
 
 
+def cache_dir() -> Path:
+    """Where DoctorSun keeps what it can rebuild (converted models, prepared data): ``$DOCTORSUN_CACHE``
+    or ``~/.cache/doctorsun``."""
+    return Path(os.environ.get("DOCTORSUN_CACHE", Path.home() / ".cache" / "doctorsun"))
+
+
 def fingerprint(path: str | Path, block: int = 1 << 20) -> str:
     """A cheap content fingerprint of a file: its size and a hash of its first and last MiB (a change in
     the middle that keeps the size is the one change it misses); for a folder, of every file in it."""

@@ -107,7 +107,8 @@ def test_four_stages_chain_and_train_only_their_parts(tmp_path, tiny_model_dir, 
 
 def test_lm_loss_equals_transformers_own_loss(tmp_path, tiny_model, tiny_data):
     """Our loss (LM head only where a label is) equals LlavaForConditionalGeneration's full loss."""
-    from doctorsun.train.data import Collator, build_sample_set
+    from doctorsun.train.data import Collator
+    from doctorsun.train.prepare import build_sample_set
     from doctorsun.train.trainer import StageTrainer, training_arguments
 
     model, processor = tiny_model
@@ -127,8 +128,9 @@ def test_lm_loss_equals_transformers_own_loss(tmp_path, tiny_model, tiny_data):
 
 def test_padding_free_batch_gives_the_padded_batch_loss_and_gradients(tmp_path, tiny_model, tiny_data):
     """One row with restarting positions (no padding) trains exactly as the padded batch does."""
-    from doctorsun.train.data import Collator, build_sample_set
+    from doctorsun.train.data import Collator
     from doctorsun.train.parts import apply_parts
+    from doctorsun.train.prepare import build_sample_set
     from doctorsun.train.trainer import StageTrainer, training_arguments
 
     model, processor = tiny_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,9 +13,13 @@ from doctorsun.data.records import validate
 SUMMARY_KEYS = ("source", "lang", "task")
 
 
-def composition(records: list[dict]) -> dict[str, dict[str, int]]:
-    """Counts of records by source, language and task (most common first)."""
-    return {f"by_{key}": dict(Counter(str(r.get(key)) for r in records).most_common()) for key in SUMMARY_KEYS}
+def composition(records: Iterable[dict]) -> dict[str, dict[str, int]]:
+    """Counts of records by source, language and task (most common first), in one pass."""
+    counts: dict[str, Counter] = {key: Counter() for key in SUMMARY_KEYS}
+    for r in records:
+        for key, counter in counts.items():
+            counter[str(r.get(key))] += 1
+    return {f"by_{key}": dict(counter.most_common()) for key, counter in counts.items()}
 
 
 @dataclass

@@ -35,40 +35,66 @@ def read_raw(path: str | Path) -> tuple[list[tuple[str, object]], list[Problem]]
 
     ShareGPT items (``messages``) are turned into SunMed-VL records on the way in.
     """
+    items, problems = [], []
+    for where, item, problem in iter_raw(path):
+        if problem:
+            problems.append((where, problem))
+        else:
+            items.append((where, item))
+    return items, problems
+
+
+def iter_raw(path: str | Path) -> Iterator[tuple[str, object, str | None]]:
+    """``(where, item, problem)`` for each item of a file, streamed: JSONL line by line, a JSON list
+    item by item (``ijson``, so the file is never held whole), a saved HF dataset row by row. A
+    problem (an item that cannot be read) comes with the item's label; every other item still loads."""
     path = Path(path)
     if path.is_dir():
-        return _read_hf_dir(path)
+        yield from _iter_hf_dir(path)
+        return
     if not path.is_file():
         raise DoctorSunError(f"data file not found: {path}")
-    if path.suffix.lower() == ".jsonl":
-        items, problems = _read_jsonl(path)
-    elif path.suffix.lower() == ".json":
-        items, problems = _read_json_list(path), []
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        items = json_lines(path)
+    elif suffix == ".json":
+        items = _iter_json_list(path)
     else:
         raise DoctorSunError(f"unknown data file type {path} (expected .json, .jsonl or a saved dataset dir)")
-    out = []
-    for where, item in items:
-        if isinstance(item, dict) and "messages" in item:
+    for where, item, problem in items:
+        if problem is None and isinstance(item, dict) and "messages" in item:
             try:
                 item = from_sharegpt(item, default_source=path.stem, index=where)
             except DoctorSunError as exc:
-                problems.append((_label(item, where), str(exc)))
+                yield _label(item, where), None, str(exc)
                 continue
-        out.append((where, item))
-    return out, problems
+        yield (_label(item, where) if problem and item is not None else where), item, problem
+
+
+def iter_records(path: str | Path, *, image_root: str | Path | None = None,
+                 check_images: bool = False) -> Iterator[tuple[str, dict | None, str | None]]:
+    """``(label, record, None)`` for each valid record of a file, ``(label, None, reason)`` for each
+    item that is not, streamed (see ``iter_raw``)."""
+    for where, item, problem in iter_raw(path):
+        if problem:
+            yield where, None, problem
+            continue
+        reasons = validate(item, image_root=image_root, check_images=check_images)
+        if reasons:
+            yield _label(item, where), None, "; ".join(reasons)
+        else:
+            yield where, item, None
 
 
 def read_records(path: str | Path, *, image_root: str | Path | None = None,
                  check_images: bool = False) -> tuple[list[dict], list[Problem]]:
     """The valid records of a file and a problem for each item that is not (nothing good is dropped)."""
-    items, problems = read_raw(path)
-    records = []
-    for where, item in items:
-        reasons = validate(item, image_root=image_root, check_images=check_images)
-        if reasons:
-            problems.append((_label(item, where), "; ".join(reasons)))
+    records, problems = [], []
+    for label, record, problem in iter_records(path, image_root=image_root, check_images=check_images):
+        if problem:
+            problems.append((label, problem))
         else:
-            records.append(item)
+            records.append(record)
     return records, problems
 
 
@@ -125,23 +151,48 @@ def load_json(path: Path):
         raise DoctorSunError(f"{path} is JSON nested too deeply to read") from None
 
 
-def _read_jsonl(path: Path) -> tuple[list[tuple[str, object]], list[Problem]]:
-    items, problems = [], []
-    for label, item, problem in json_lines(path):
-        if problem:
-            problems.append((label, problem))
-        else:
-            items.append((label, item))
-    return items, problems
+class _Utf8Bytes:
+    """A binary file read as clean UTF-8: a byte-order mark dropped, bytes that are not UTF-8 turned into
+    U+FFFD, so only the items holding them are refused (by ``validate``) and the rest of the file loads."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.raw.read(n)
+        return self.decoder.decode(chunk, final=not chunk).encode("utf-8")
 
 
-def _read_json_list(path: Path) -> list[tuple[str, object]]:
-    data = load_json(path)
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if not isinstance(data, list):
-        raise DoctorSunError(f"{path} must hold a JSON list of records, not a {type(data).__name__}")
-    return [(f"item {i}", item) for i, item in enumerate(data)]
+def _iter_json_list(path: Path) -> Iterator[tuple[str, object, str | None]]:
+    """Items of a JSON list (or of ``{"data": [...]}``) one at a time. A syntax error ends the file
+    there: the items before it load and the rest is one problem (a JSON list cannot be read past it)."""
+    import ijson
+
+    with open(path, "rb") as raw:
+        f = _Utf8Bytes(raw)
+        head = raw.read(4096).removeprefix(codecs.BOM_UTF8).lstrip()
+        raw.seek(0)
+        if not head:
+            raise DoctorSunError(f"{path} is empty, not a JSON list of records")
+        if head[:1] not in (b"[", b"{"):
+            raise DoctorSunError(f"{path} must hold a JSON list of records")
+        prefix = "item" if head[:1] == b"[" else "data.item"
+        n = 0
+        try:
+            for item in ijson.items(f, prefix, use_float=True):
+                yield f"item {n}", item, None
+                n += 1
+        except ijson.JSONError as exc:
+            why = exc.args[0] if exc.args else exc
+            exc = (why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)).splitlines()[0]
+            if n == 0:
+                raise DoctorSunError(f"{path} is not valid JSON: {exc} (a JSON list cannot be read past "
+                                     "a syntax error; JSONL can)") from None
+            yield f"item {n}", None, f"not valid JSON from here on ({exc}); the {n} item(s) before it load"
+            return
+        if n == 0 and prefix == "data.item":
+            raise DoctorSunError(f"{path} must hold a JSON list of records (or {{\"data\": [...]}})")
 
 
 def write_records(records: Iterable[dict], path: str | Path, fmt: str = "llava") -> Path:
@@ -264,23 +315,21 @@ def save_hf_dataset(records: Iterable[dict], out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _read_hf_dir(path: Path) -> tuple[list[tuple[str, object]], list[Problem]]:
+def _iter_hf_dir(path: Path) -> Iterator[tuple[str, object, str | None]]:
     if not any((path / m).is_file() for m in HF_MARKERS):
         raise DoctorSunError(f"{path} is a folder but not a saved Hugging Face dataset")
     from datasets import load_from_disk
 
     dataset = load_from_disk(str(path))
-    if hasattr(dataset, "keys"):  # a DatasetDict: read every split
-        rows = [(f"{split} row {i}", dict(r)) for split in dataset for i, r in enumerate(dataset[split])]
-    else:
-        rows = [(f"row {i}", dict(r)) for i, r in enumerate(dataset)]
-    items, problems = [], []
-    for where, row in rows:
-        try:
-            items.append((where, _from_hf_row(row, where)))
-        except (DoctorSunError, json.JSONDecodeError) as exc:
-            problems.append((str(row.get("id") or where), str(exc)))
-    return items, problems
+    splits = [(f"{split} row", dataset[split]) for split in dataset] if hasattr(dataset, "keys") else \
+        [("row", dataset)]
+    for label, rows in splits:
+        for i, row in enumerate(rows):
+            where = f"{label} {i}"
+            try:
+                yield where, _from_hf_row(dict(row), where), None
+            except (DoctorSunError, json.JSONDecodeError) as exc:
+                yield str(row.get("id") or where), None, str(exc)
 
 
 # --------------------------------------------------------------------------------- image re-rooting

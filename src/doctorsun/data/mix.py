@@ -30,46 +30,61 @@ def parse_ratio(ratio: str | float) -> tuple[str, float]:
     return text, gen / med
 
 
-def mix(medical: list[dict], general: list[dict], ratio: str | float = "1:0.5", seed: int = 0,
-        replace: bool = False) -> tuple[list[dict], dict]:
-    """All medical records plus ``round(ratio * len(medical))`` general ones, shuffled.
+def mix_plan(n_medical: int, n_available: int, ratio: str | float = "1:0.5", seed: int = 0,
+             replace: bool = False) -> tuple[list[int], list[int], dict]:
+    """The mix as positions, for callers that hold records on disk rather than in memory.
 
+    Returns ``(picked, order, counts)``: the general records drawn (indices, sorted), the mixed order
+    as a permutation of ``medical + picked`` (position ``n_medical + k`` is ``picked[k]``), and the counts.
     Raises ``DoctorSunError`` when more general records are needed than exist and ``replace`` is off.
-    Returns ``(records, report)``; the report gives the counts and the composition by source,
-    language and task.
     """
     text, per_medical = parse_ratio(ratio)
-    if not medical:
+    if not n_medical:
         raise DoctorSunError("no medical records to mix")
-    n_general = round(per_medical * len(medical))
-    if n_general and not general:
+    n_general = round(per_medical * n_medical)
+    if n_general and not n_available:
         raise DoctorSunError(f"ratio {text} needs {n_general} general records but none were given")
-    if n_general > len(general) and not replace:
-        raise DoctorSunError(f"ratio {text} needs {n_general} general records but only {len(general)} exist; "
+    if n_general > n_available and not replace:
+        raise DoctorSunError(f"ratio {text} needs {n_general} general records but only {n_available} exist; "
                              "lower the ratio or allow sampling with replacement (--replace)")
     rng = random.Random(seed)
     if replace:
-        picked = [general[i] for i in sorted(rng.choices(range(len(general)), k=n_general))]
+        picked = sorted(rng.choices(range(n_available), k=n_general))
     else:
-        picked = [general[i] for i in sorted(rng.sample(range(len(general)), n_general))]
-    records = [dict(r) for r in medical] + unique_ids(picked)
-    rng.shuffle(records)
-    report = {"ratio": text, "seed": seed, "replace": replace, "medical": len(medical), "general": n_general,
-              "general_available": len(general), "general_repeats": n_general - len({id(r) for r in picked}),
-              "total": len(records), **composition(records)}
-    return records, report
+        picked = sorted(rng.sample(range(n_available), n_general))
+    order = list(range(n_medical + n_general))
+    rng.shuffle(order)
+    counts = {"ratio": text, "seed": seed, "replace": replace, "medical": n_medical, "general": n_general,
+              "general_available": n_available, "general_repeats": n_general - len(set(picked)),
+              "total": n_medical + n_general}
+    return picked, order, counts
+
+
+def mix(medical: list[dict], general: list[dict], ratio: str | float = "1:0.5", seed: int = 0,
+        replace: bool = False) -> tuple[list[dict], dict]:
+    """All medical records plus ``round(ratio * len(medical))`` general ones, shuffled (``mix_plan``).
+
+    Returns ``(records, report)``; the report gives the counts and the composition by source,
+    language and task.
+    """
+    picked, order, counts = mix_plan(len(medical), len(general), ratio, seed, replace)
+    pool = [dict(r) for r in medical] + unique_ids([general[i] for i in picked])
+    records = [pool[i] for i in order]
+    return records, {**counts, **composition(records)}
 
 
 def unique_ids(records: list[dict]) -> list[dict]:
     """Copies of ``records`` in which the second and later uses of an id become ``id#2``, ``id#3``..."""
+    return [{**r, "id": name} for r, name in zip(records, unique_names([r["id"] for r in records]), strict=True)]
+
+
+def unique_names(ids: list[str]) -> list[str]:
+    """``ids`` in which the second and later uses of an id become ``id#2``, ``id#3``..."""
     seen: Counter = Counter()
     out = []
-    for r in records:
-        r = dict(r)
-        seen[r["id"]] += 1
-        if seen[r["id"]] > 1:
-            r["id"] = f"{r['id']}#{seen[r['id']]}"
-        out.append(r)
+    for rid in ids:
+        seen[rid] += 1
+        out.append(f"{rid}#{seen[rid]}" if seen[rid] > 1 else rid)
     return out
 
 

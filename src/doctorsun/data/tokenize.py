@@ -149,27 +149,42 @@ class ChatTokenizer:
         return samples, problems
 
 
+def pack_plan(lengths: Sequence[int], max_length: int, open_rows: int = 8) -> list[list[int]]:
+    """Which samples share a row of at most ``max_length`` tokens: first fit among the last
+    ``open_rows`` rows, in order, so that packing stays linear in the number of samples and needs only
+    the lengths (a sample longer than ``max_length`` is cut to it and fills a row)."""
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for index, n in enumerate(lengths):
+        n = min(n, max_length)
+        first = max(0, len(rows) - open_rows)
+        at = next((r for r in range(first, len(rows)) if used[r] + n <= max_length), None)
+        if at is None:
+            rows.append([])
+            used.append(0)
+            at = len(rows) - 1
+        rows[at].append(index)
+        used[at] += n
+    return rows
+
+
+def join_packed(samples: Sequence[dict[str, list[int]]], max_length: int | None = None) -> dict[str, list[int]]:
+    """Samples concatenated into one row with ``position_ids`` that restart at 0 for every sample; given
+    no attention mask, transformers turns them into a block-diagonal causal mask (when no KV cache is
+    used, as in training), so packed samples never see each other. The first token of every sample gets
+    no label: it is not predicted from the sample before it."""
+    row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    for sample in samples:
+        ids, labels = sample["input_ids"][:max_length], sample["labels"][:max_length]
+        row["input_ids"] += ids
+        row["labels"] += [IGNORE, *labels[1:]]
+        row["position_ids"] += list(range(len(ids)))
+    return row
+
+
 def pack(samples: Sequence[dict[str, list[int]]], max_length: int,
          open_rows: int = 8) -> list[dict[str, list]]:
-    """Concatenate samples into rows of at most ``max_length`` tokens (first fit among the last
-    ``open_rows`` rows, in order, so that packing stays linear in the number of samples).
-
-    Each row carries ``position_ids`` that restart at 0 for every sample; given no attention mask,
-    transformers turns them into a block-diagonal causal mask (when no KV cache is used, as in training),
-    so packed samples never see each other.
-    The first token of every sample gets no label: it is not predicted from the sample before it.
-    Also returns, per row, the record indices it holds (``sources``).
-    """
-    rows: list[dict[str, list]] = []
-    for index, sample in enumerate(samples):
-        ids, labels = sample["input_ids"][:max_length], sample["labels"][:max_length]
-        labels = [IGNORE, *labels[1:]]
-        row = next((r for r in rows[-open_rows:] if len(r["input_ids"]) + len(ids) <= max_length), None)
-        if row is None:
-            row = {"input_ids": [], "labels": [], "position_ids": [], "sources": []}
-            rows.append(row)
-        row["input_ids"] += ids
-        row["labels"] += labels
-        row["position_ids"] += list(range(len(ids)))
-        row["sources"].append(index)
-    return rows
+    """``pack_plan`` and ``join_packed`` in one: the packed rows, each with the sample indices it holds
+    (``sources``)."""
+    plan = pack_plan([len(s["input_ids"]) for s in samples], max_length, open_rows)
+    return [{**join_packed([samples[i] for i in row], max_length), "sources": row} for row in plan]

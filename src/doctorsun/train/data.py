@@ -1,13 +1,18 @@
-"""Training data for the language-model stages: read, mix, tokenise (with refusals), pack, collate.
+"""Training data for the language-model stages: read, plan (select, mix, merge), tokenise, load lazily, collate.
 
-Bad records never stop a run: a reader problem or a refused sample becomes an ``(id, reason)`` entry
-in the stage's report, and the good records train.
+The corpus is never held in Python: files stream into an Arrow table of records (``RecordTables``), the
+plan works on its small columns, tokenised samples live in a memory-mapped cache entry
+(``train.prepare``) and ``PreparedSet`` decodes each sample's images when a batch asks for it.
+Bad records never stop a run: a reader problem, a refused sample or an image that cannot be read at
+run time becomes an ``(id, reason)`` entry in the stage's report, and the good records train.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from doctorsun.data.tokenize import IGNORE, ChatTokenizer, pack
+from doctorsun.data.tokenize import IGNORE, join_packed, pack_plan
 from doctorsun.errors import DoctorSunError
 from doctorsun.model.chat import IMAGE_TOKEN, PLACEHOLDER
 from doctorsun.train.config import DataConfig
@@ -23,45 +28,8 @@ from doctorsun.train.config import DataConfig
 log = logging.getLogger(__name__)
 
 Problem = tuple[str, str]
-
-
-def read_mixed(data: DataConfig, seed: int) -> tuple[list[dict], list[Problem], dict[str, Any]]:
-    """Records of ``data.train`` mixed with ``data.general`` at ``data.ratio``, each with its image
-    paths made absolute (``_images``); also the readers' problems and the mix report."""
-    from doctorsun.data.io import read_records
-    from doctorsun.data.mix import mix
-
-    def read(files: list[str]) -> tuple[list[dict], list[Problem]]:
-        records, problems = [], []
-        for f in files:
-            root = Path(data.image_root) if data.image_root else Path(f).parent
-            got, bad = read_records(f, image_root=root)
-            problems += [(str(where), f"{Path(f).name}: {why}") for where, why in bad]
-            for r in got:
-                if data.langs and r.get("lang") not in data.langs:
-                    continue
-                images = r.get("image")
-                paths = [] if images is None else [images] if isinstance(images, str) else list(images)
-                records.append({**r, "_images": [str(root / p) for p in paths]})
-        return records, problems
-
-    medical, problems = read(data.train)
-    general, general_problems = read(data.general)
-    problems += general_problems
-    read_n = len(medical)
-    medical = select(medical, data.where, data.task_weights, seed)
-    if not medical:
-        chosen = f" ({read_n} read, none chosen by data.where / data.task_weights)" if read_n else ""
-        raise DoctorSunError(f"no usable training records in {', '.join(data.train)}{chosen} "
-                             f"({len(problems)} problems)")
-    records, report = mix(medical, general, ratio=data.ratio, seed=seed, replace=data.replace)
-    if data.merge_turns > 1:
-        merged = merge_turns(records, data.merge_turns, seed)
-        report = {**report, "records_before_merge": len(records), "merged_records": len(merged)}
-        records = merged
-    if data.limit:
-        records = records[: data.limit]
-    return records, problems, report
+RECORD_COLUMNS = {"id": "string", "record": "string", "images": ["string"], "source": "string", "task": "string",
+                  "lang": "string", "group": "string"}
 
 
 def _field(record: dict, key: str) -> Any:
@@ -70,142 +38,273 @@ def _field(record: dict, key: str) -> Any:
     return record
 
 
-def select(records: list[dict], where: dict[str, list[str]] | None, task_weights: dict[str, float] | None,
-           seed: int) -> list[dict]:
-    """The records ``where`` keeps, each task then taken ``task_weights[task]`` times (a fraction: a
-    seeded sample of that share of the task's records; repeats get ids of their own)."""
-    from doctorsun.data.mix import unique_ids
-
-    if where:
-        records = [r for r in records if all(str(_field(r, k)) in vals for k, vals in where.items())]
-    if not task_weights:
-        return records
-    rng = random.Random(seed)
-    by_task: dict[Any, list[dict]] = {}
-    for r in records:
-        by_task.setdefault(r.get("task"), []).append(r)
-    out: list[dict] = []
-    for task, group in by_task.items():
-        weight = task_weights.get(str(task), 1.0)
-        whole = int(weight)
-        share = round((weight - whole) * len(group))
-        out += group * whole + [group[i] for i in sorted(rng.sample(range(len(group)), share))]
-    return unique_ids(out)
-
-
-def _single_turn_image(record: dict) -> bool:
-    """One image, one human turn that holds its placeholder, one answer: a record ``merge_turns`` may merge."""
+def _merge_key(record: dict, images: list[str]) -> str:
+    """``image + lang`` for a record ``merge_turns`` may merge (one image, one human turn holding its
+    placeholder, one answer), else empty."""
     turns = record.get("conversations") or []
-    return (len(record["_images"]) == 1 and len(turns) == 2 and turns[0].get("from") == "human"
-            and turns[1].get("from") == "gpt" and str(turns[0].get("value", "")).count(IMAGE_TOKEN) == 1)
-
-
-def merge_turns(records: list[dict], max_turns: int, seed: int) -> list[dict]:
-    """Records about the same image and in the same language, merged (in a seeded order) into
-    conversations of up to ``max_turns`` question-answer pairs; the ``<image>`` placeholder stays in the
-    first question only. The merged record's id joins the ids with ``+``, so a refusal names them all.
-    Records of any other shape pass through unchanged; output order follows each group's first record."""
-    rng = random.Random(seed)
-    # One group per (image, language); any other record is a group of its own, keyed by its position.
-    groups: dict[tuple[str, str] | int, list[dict]] = {}
-    for n, r in enumerate(records):
-        key = (r["_images"][0], str(r.get("lang", ""))) if _single_turn_image(r) else n
-        groups.setdefault(key, []).append(r)
-    merged: list[dict] = []
-    for group in groups.values():
-        rng.shuffle(group)
-        for i in range(0, len(group), max_turns):
-            chunk = group[i:i + max_turns]
-            if len(chunk) == 1:
-                merged.append(chunk[0])
-                continue
-            turns = list(chunk[0]["conversations"])
-            for r in chunk[1:]:
-                human, answer = r["conversations"]
-                question = PLACEHOLDER.sub("", str(human["value"]), count=1).strip()
-                turns += [{**human, "value": question}, answer]
-            merged.append({**chunk[0], "id": "+".join(str(r.get("id")) for r in chunk),
-                           "conversations": turns})
-    return merged
-
-
-def check_images(records: list[dict], image_processor
-                 ) -> tuple[list[dict], list[Problem], dict[str, torch.Tensor]]:
-    """Decode every distinct image once: unreadable ones drop their records (reported), readable ones
-    are kept as preprocessed pixel tensors so no epoch reads a file twice."""
-    from tqdm.auto import tqdm
-
-    from doctorsun.data.image import load_image
-
-    pixels: dict[str, torch.Tensor] = {}
-    broken: dict[str, str] = {}
-    paths = sorted({p for r in records for p in r["_images"]})
-    for path in tqdm(paths, desc="images", unit="img", disable=len(paths) < 50):
-        try:
-            image = load_image(path)
-            pixels[path] = image_processor(image, return_tensors="pt")["pixel_values"][0]
-        except DoctorSunError as exc:
-            broken[path] = str(exc)
-    good, problems = [], []
-    for r in records:
-        bad = [p for p in r["_images"] if p in broken]
-        if bad:
-            problems.append((str(r.get("id")), broken[bad[0]]))
-        else:
-            good.append(r)
-    return good, problems, pixels
+    single = (len(images) == 1 and len(turns) == 2 and turns[0].get("from") == "human"
+              and turns[1].get("from") == "gpt" and str(turns[0].get("value", "")).count(IMAGE_TOKEN) == 1)
+    return f"{images[0]}\x00{record.get('lang', '')}" if single else ""
 
 
 @dataclass
-class SampleSet(Dataset):
-    """Tokenised samples (or packed rows of them) with their images, ready for ``collate``."""
+class RecordTables:
+    """The records of a data section in one Arrow file: ``train`` rows first, then ``general`` rows."""
 
-    rows: list[dict[str, Any]]
-    """Each: ``input_ids``, ``labels``, optional ``position_ids`` (packed), ``images`` (paths in order)."""
-    pixels: dict[str, torch.Tensor] = field(default_factory=dict)
-    """Preprocessed image tensors by path."""
+    path: Path
+    n_medical: int
+    n_general: int
+    _table: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:  # workers memory-map the file themselves
+        return {**self.__dict__, "_table": None}
+
+    @property
+    def table(self):
+        if self._table is None:
+            from datasets import Dataset
+
+            self._table = Dataset.from_file(str(self.path)).data.table
+        return self._table
+
+    def column(self, name: str) -> list:
+        return self.table.column(name).to_pylist()
+
+    def records(self, rows: list[int]) -> list[tuple[dict, list[str]]]:
+        """``(record, absolute image paths)`` for each of ``rows``, in that order."""
+        import pyarrow as pa
+
+        taken = self.table.take(pa.array(rows, type=pa.int64())).select(["record", "images"])
+        return [(json.loads(r), i) for r, i in zip(taken.column("record").to_pylist(),
+                                                    taken.column("images").to_pylist(), strict=True)]
+
+    @staticmethod
+    def join(chunk: list[tuple[dict, list[str]]], rid: str) -> dict:
+        """One sample's record (several records about one image merged into one conversation: the
+        ``<image>`` placeholder stays in the first question only) with its id and ``_images``."""
+        first, images = chunk[0]
+        turns = list(first["conversations"])
+        for record, _ in chunk[1:]:
+            human, answer = record["conversations"]
+            question = PLACEHOLDER.sub("", str(human["value"]), count=1).strip()
+            turns += [{**human, "value": question}, answer]
+        return {**first, "id": rid, "conversations": turns, "_images": images}
+
+
+def write_tables(data: DataConfig, path: Path) -> tuple[RecordTables, list[Problem], int]:
+    """Stream every file of ``data`` into one record table (``langs`` and, for ``train``, ``where``
+    applied); also the readers' problems and how many ``train`` records were read."""
+    from datasets import Features, List, Value
+    from datasets.arrow_writer import ArrowWriter
+
+    from doctorsun.data.io import iter_records
+    from doctorsun.data.records import image_paths
+
+    features = Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v) for k, v in RECORD_COLUMNS.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problems: list[Problem] = []
+    counts = {"train": 0, "general": 0}
+    read_train = 0
+    with ArrowWriter(features=features, path=str(path), writer_batch_size=10_000) as writer:
+        for part, files in (("train", data.train), ("general", data.general)):
+            for f in files:
+                root = Path(data.image_root) if data.image_root else Path(f).parent
+                for label, r, problem in iter_records(f, image_root=root):
+                    if problem:
+                        problems.append((str(label), f"{Path(f).name}: {problem}"))
+                        continue
+                    if data.langs and r.get("lang") not in data.langs:
+                        continue
+                    read_train += part == "train"
+                    if part == "train" and data.where and not all(
+                            str(_field(r, k)) in vals for k, vals in data.where.items()):
+                        continue
+                    images = [str(root / p) for p in image_paths(r)]
+                    writer.write({"id": str(r["id"]), "record": json.dumps(r, ensure_ascii=False),
+                                  "images": images, "source": str(r.get("source")), "task": str(r.get("task")),
+                                  "lang": str(r.get("lang")), "group": _merge_key(r, images)})
+                    counts[part] += 1
+        writer.finalize()
+    return RecordTables(path, counts["train"], counts["general"]), problems, read_train
+
+
+def select_positions(tasks: list[str], task_weights: dict[str, float], seed: int) -> list[int]:
+    """Positions of the records each task keeps: ``task_weights[task]`` times (a fraction: a seeded sample
+    of that share of the task's records), tasks in order of first appearance; tasks not named keep 1."""
+    rng = random.Random(seed)
+    by_task: dict[str, list[int]] = {}
+    for i, task in enumerate(tasks):
+        by_task.setdefault(task, []).append(i)
+    out: list[int] = []
+    for task, group in by_task.items():
+        weight = task_weights.get(task, 1.0)
+        whole = int(weight)
+        share = round((weight - whole) * len(group))
+        out += group * whole + [group[i] for i in sorted(rng.sample(range(len(group)), share))]
+    return out
+
+
+def merge_groups(keys: list[str], max_turns: int, seed: int) -> list[list[int]]:
+    """Positions grouped into merged samples: positions with the same non-empty key (same image, same
+    language) join, in a seeded order, in chunks of up to ``max_turns``; every other position stays alone.
+    Output order follows each group's first position."""
+    rng = random.Random(seed)
+    groups: dict[str | int, list[int]] = {}
+    for n, key in enumerate(keys):
+        groups.setdefault(key or n, []).append(n)
+    out: list[list[int]] = []
+    for group in groups.values():
+        rng.shuffle(group)
+        out += [group[i:i + max_turns] for i in range(0, len(group), max_turns)]
+    return out
+
+
+def merge_turns(records: list[dict], max_turns: int, seed: int) -> list[dict]:
+    """In-memory records (with ``_images``) merged as the plan merges table rows: records about the same
+    image, in the same language, become conversations of up to ``max_turns`` question-answer pairs; the
+    merged id joins the ids with ``+``; records of any other shape pass through unchanged."""
+    chunks = merge_groups([_merge_key(r, r["_images"]) for r in records], max_turns, seed)
+    return [records[c[0]] if len(c) == 1 else
+            RecordTables.join([(records[n], records[n]["_images"]) for n in c],
+                              "+".join(str(records[n].get("id")) for n in c)) for c in chunks]
+
+
+@dataclass
+class Plan:
+    """Which records make each sample, in training order: ``entries`` are ``(table rows, sample id)``."""
+
+    tables: RecordTables
+    entries: list[tuple[list[int], str]]
+    problems: list[Problem]
+    report: dict[str, Any]
+
+
+def plan_samples(data: DataConfig, seed: int, folder: Path) -> Plan:
+    """Read ``data`` into a record table under ``folder`` and plan its samples: ``where`` (at read time),
+    ``task_weights``, the medical:general mix (``data.mix.mix_plan``), ``merge_turns`` and ``limit``,
+    with the seeded rules of the in-memory tools, so the same seed gives the same samples."""
+    from doctorsun.data.check import composition
+    from doctorsun.data.mix import mix_plan, unique_names
+
+    tables, problems, read_n = write_tables(data, Path(folder) / "records.arrow")
+    ids = tables.column("id")
+    n_med = tables.n_medical
+    positions = list(range(n_med))
+    med_ids = ids[:n_med]
+    if data.task_weights:
+        tasks = tables.table.column("task").slice(0, n_med).to_pylist()
+        positions = select_positions(tasks, data.task_weights, seed)
+        med_ids = unique_names([ids[p] for p in positions])
+    if not positions:
+        chosen = f" ({read_n} read, none chosen by data.where / data.task_weights)" if read_n else ""
+        raise DoctorSunError(f"no usable training records in {', '.join(data.train)}{chosen} "
+                             f"({len(problems)} problems)")
+    picked, order, counts = mix_plan(len(positions), tables.n_general, ratio=data.ratio, seed=seed,
+                                     replace=data.replace)
+    general = [n_med + g for g in picked]
+    pool = [([p], i) for p, i in zip(positions, med_ids, strict=True)]
+    pool += [([g], name) for g, name in zip(general, unique_names([ids[g] for g in general]), strict=True)]
+    entries = [pool[i] for i in order]
+    columns = {k: tables.column(k) for k in ("source", "lang", "task")}
+    report = {**counts, **composition({k: col[s[0]] for k, col in columns.items()} for s, _ in entries)}
+    if data.merge_turns > 1:
+        group = tables.column("group")
+        chunks = merge_groups([group[s[0]] for s, _ in entries], data.merge_turns, seed)
+        merged = [([r for n in c for r in entries[n][0]], "+".join(entries[n][1] for n in c)) for c in chunks]
+        report = {**report, "records_before_merge": len(entries), "merged_records": len(merged)}
+        entries = merged
+    if data.limit:
+        entries = entries[: data.limit]
+    return Plan(tables, entries, problems, report)
+
+
+def iter_mixed(plan: Plan, batch: int = 1000) -> Iterator[dict]:
+    """The planned samples' records (with ``_images``), read from the table a batch at a time."""
+    for start in range(0, len(plan.entries), batch):
+        part = plan.entries[start:start + batch]
+        records = plan.tables.records([r for rows, _ in part for r in rows])
+        at = 0
+        for rows, rid in part:
+            yield plan.tables.join(records[at:at + len(rows)], rid)
+            at += len(rows)
+
+
+def read_mixed(data: DataConfig, seed: int) -> tuple[list[dict], list[Problem], dict[str, Any]]:
+    """The planned samples' records in memory (small sets and tests; training reads ``prepare``'s entry)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="doctorsun-plan-") as folder:
+        plan = plan_samples(data, seed, Path(folder))
+        return list(iter_mixed(plan)), plan.problems, plan.report
+
+
+def load_pixels(path: str, image_processor) -> torch.Tensor:
+    """One image decoded and preprocessed; ``DoctorSunError`` naming the file when it cannot be."""
+    from doctorsun.data.image import load_image
+
+    try:
+        return image_processor(load_image(path), return_tensors="pt")["pixel_values"][0]
+    except DoctorSunError:
+        raise
+    except Exception as exc:  # a decoder or processor failure makes this image unusable, not the run
+        raise DoctorSunError(f"image {path} cannot be read: {exc}") from exc
+
+
+class PreparedSet(Dataset):
+    """The rows a stage trains on, memory-mapped from a prepared entry: one sample each, or (packing)
+    several samples per row of at most ``max_length`` tokens. Images are decoded when a row is read (in
+    DataLoader workers when there are any); a sample whose image cannot be read is dropped from its row
+    and reported under ``dropped``."""
+
+    def __init__(self, prepared, image_processor, pack_to: int | None = None):
+        self.samples = prepared.samples
+        self.rows = prepared.rows
+        self.image_processor = image_processor
+        sample_lengths = prepared.lengths
+        if pack_to:
+            self.packs = pack_plan(sample_lengths.tolist(), pack_to)
+            self._lengths = [int(sum(sample_lengths[k] for k in p)) for p in self.packs]
+        else:
+            self.packs = None
+            self._lengths = sample_lengths.tolist()
 
     def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        row = self.rows[i]
-        item = {k: torch.tensor(row[k]) for k in ("input_ids", "labels", "position_ids") if k in row}
-        if row["images"]:
-            item["pixel_values"] = torch.stack([self.pixels[p] for p in row["images"]])
-        return item
+        return len(self._lengths)
 
     @property
     def lengths(self) -> list[int]:
-        return [len(r["input_ids"]) for r in self.rows]
+        return self._lengths
 
     def tokens(self) -> int:
-        return sum(self.lengths)
+        return sum(self._lengths)
 
+    def sample(self, k: int) -> dict[str, Any]:
+        """Sample ``k`` (of the good ones) as stored: ``id``, ``input_ids``, ``labels``, ``images``."""
+        return self.samples[int(self.rows[k])]
 
-def build_sample_set(data: DataConfig, processor, image_seq_length: int, seed: int
-                     ) -> tuple[SampleSet, list[Problem], dict[str, Any]]:
-    """Everything between the recipe's data section and a dataset the trainer can iterate."""
-    records, problems, report = read_mixed(data, seed)
-    records, image_problems, pixels = check_images(records, processor.image_processor)
-    problems += image_problems
-    tok = ChatTokenizer(processor, image_seq_length, max_length=data.max_length, label_scope=data.label_scope)
-    samples, refused = tok.tokenize_all(records)
-    problems += refused
-    if not samples:
-        raise DoctorSunError(f"every training record was refused ({len(problems)} problems; first: "
-                             f"{problems[0] if problems else '-'})")
-    if data.packing:
-        rows = pack(samples, data.max_length)
-        for row in rows:
-            row["images"] = [p for i in row.pop("sources") for p in samples[i]["record"]["_images"]]
-    else:
-        rows = [{"input_ids": s["input_ids"], "labels": s["labels"], "images": s["record"]["_images"]}
-                for s in samples]
-    report = {**report, "samples": len(samples), "rows": len(rows), "refused": len(problems)}
-    if problems:
-        log.warning("%d record(s) skipped; first: %s: %s", len(problems), *problems[0])
-    return SampleSet(rows, pixels), problems, report
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        parts, dropped = [], []
+        for k in self.packs[i] if self.packs else [i]:
+            row = self.sample(k)
+            try:
+                pixels = [load_pixels(p, self.image_processor) for p in row["images"]]
+            except DoctorSunError as exc:
+                log.warning("record %s dropped from its batch: %s", row["id"], exc)
+                dropped.append((row["id"], str(exc)))
+                continue
+            parts.append((row, pixels))
+        item: dict[str, Any] = {}
+        if parts:
+            if self.packs:
+                item = {k: torch.tensor(v) for k, v in join_packed([r for r, _ in parts]).items()}
+            else:
+                item = {k: torch.tensor(parts[0][0][k]) for k in ("input_ids", "labels")}
+            pixels = [p for _, ps in parts for p in ps]
+            if pixels:
+                item["pixel_values"] = torch.stack(pixels)
+        if dropped:
+            item["dropped"] = dropped
+        return item
 
 
 @dataclass
@@ -222,11 +321,17 @@ class Collator:
     """Token used for padding (it never gets a label)."""
     padding_free: bool = False
 
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = self._flat(items) if self.padding_free else self._padded(items)
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        dropped = [d for it in items for d in it.get("dropped", ())]
+        items = [it for it in items if "input_ids" in it]
+        if not items:  # every sample of the batch dropped: one padding token that learns nothing
+            items = [{"input_ids": torch.tensor([self.pad_token_id]), "labels": torch.tensor([IGNORE])}]
+        batch: dict[str, Any] = self._flat(items) if self.padding_free else self._padded(items)
         pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
         if pixels:
             batch["pixel_values"] = torch.cat(pixels)  # (n_images, C, H, W) in placeholder order
+        if dropped:
+            batch["dropped"] = dropped
         return batch
 
     def _padded(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

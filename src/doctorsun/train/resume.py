@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_ONLY = {("train", "max_steps"), ("train", "epochs"), ("train", "save_steps"), ("train", "save_total_limit"),
                  ("train", "logging_steps"), ("train", "plan_gpus"), ("train", "plan_gpu_memory_gb"),
+                 ("train", "dataloader_workers"), ("data", "num_proc"), ("data", "cache_dir"),
                  ("output_dir",), ("recipe_dir",)}
-"""Recipe keys a resumed run may change: how long and how often, not what is trained on what."""
+"""Recipe keys a resumed run may change: how long and how often, and with how many workers, not what is
+trained on what."""
 
 
 def _flat(d: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:

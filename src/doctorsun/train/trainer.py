@@ -62,6 +62,12 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def dataloader_workers(recipe: Recipe) -> int:
+    """``train.dataloader_workers``, or its default: 0 on CPU, 4 on a GPU."""
+    workers = recipe.train.dataloader_workers
+    return workers if workers is not None else (4 if torch.cuda.is_available() else 0)
+
+
 def training_arguments(recipe: Recipe, out: Path, **overrides: Any) -> TrainingArguments:
     """``TrainingArguments`` for a recipe: the global batch is micro_batch x processes x accumulation."""
     loop, optim = recipe.train, recipe.optim
@@ -95,7 +101,8 @@ def training_arguments(recipe: Recipe, out: Path, **overrides: Any) -> TrainingA
         logging_first_step=True,
         report_to="none",
         remove_unused_columns=False,
-        dataloader_num_workers=0,
+        dataloader_num_workers=dataloader_workers(recipe),
+        dataloader_persistent_workers=dataloader_workers(recipe) > 0,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
         include_num_input_tokens_seen="no",
@@ -113,6 +120,8 @@ class StageTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.recipe = recipe
         self.lengths = lengths
+        self.dropped: list[tuple[str, str]] = []
+        """``(record id, reason)`` of samples dropped at run time (an image that could not be read)."""
         self.run_record: dict | None = None
         """Written into every checkpoint as ``run.json`` (``doctorsun.train.resume.run_record``)."""
         if lm_loss:
@@ -146,15 +155,23 @@ class StageTrainer(Trainer):
         return super().create_optimizer(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.dropped += inputs.pop("dropped", [])  # samples whose images could not be read at run time
+        if not inputs:  # a contrastive batch of which every image was dropped: a zero loss
+            loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0
+            return (loss, {}) if return_outputs else loss
         if "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         targets = labels[:, 1:]  # (B, T-1): the token at t + 1 is predicted from position t
         keep = (targets != IGNORE).any(0).nonzero().squeeze(1)  # (K,) positions some row learns from
+        if not len(keep):  # nothing to learn (every sample dropped): a zero loss that still runs the model,
+            keep = torch.zeros(1, dtype=torch.long, device=labels.device)  # so every process takes part
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
         logits = outputs.logits  # (B, K, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
                                ignore_index=IGNORE, reduction="sum")
+        if not (targets != IGNORE).any():
+            loss = logits.sum() * 0
         if num_items_in_batch is None:
             loss = loss / (targets != IGNORE).sum().clamp(min=1)
         else:

@@ -91,11 +91,19 @@ class Stage:
             (self.out / LOG_FILE).unlink()  # a fresh run starts a fresh log
         if self.is_main:
             write_text(self.out / "recipe.yaml", self.recipe.to_yaml())
-            if self.problems:
-                lines = [json.dumps({"id": r, "reason": why}, ensure_ascii=False) for r, why in self.problems]
-                write_text(self.out / "problems.jsonl", "\n".join(lines) + "\n")
+            self._write_problems()
         result = self.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         self.metrics = dict(result.metrics)
+        dropped = getattr(self.trainer, "dropped", [])
+        if dropped:  # samples whose images could not be read when their batch came
+            self.problems += [(rid, f"dropped at run time: {why}") for rid, why in dropped]
+            if self.is_main:
+                self._write_problems()
+
+    def _write_problems(self) -> None:
+        if self.problems:
+            lines = [json.dumps({"id": r, "reason": why}, ensure_ascii=False) for r, why in self.problems]
+            write_text(self.out / "problems.jsonl", "\n".join(lines) + "\n")
 
     def _take_finished(self, checkpoint: Path) -> None:
         """The checkpoint is the run's last step: take its weights and state, train no further step."""

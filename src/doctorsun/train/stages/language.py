@@ -18,8 +18,9 @@ class LanguageStage(Stage):
     """A stage trained with the language-model loss."""
 
     def setup(self) -> None:
-        from doctorsun.train.data import Collator, build_sample_set
+        from doctorsun.train.data import Collator
         from doctorsun.train.parts import apply_parts
+        from doctorsun.train.prepare import build_sample_set
         from doctorsun.train.trainer import JsonlLog, StageTrainer, training_arguments
 
         recipe = self.recipe

@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -85,22 +87,38 @@ class ContrastiveModel(nn.Module):
 
 
 class CaptionSet(Dataset):
-    """(image, caption embedding, caption group) triples."""
+    """(image, caption embedding, caption group) triples; each image decoded when its batch asks."""
 
-    def __init__(self, images: list[str], groups: list[int], pixels: dict[str, torch.Tensor],
-                 text: torch.Tensor):
-        self.images, self.groups, self.pixels, self.text = images, groups, pixels, text
+    def __init__(self, images: list[str], groups: list[int], image_processor, text: torch.Tensor):
+        self.images, self.groups, self.image_processor, self.text = images, groups, image_processor, text
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict:
+        from doctorsun.train.data import load_pixels
+
         g = self.groups[i]
-        return {"pixel_values": self.pixels[self.images[i]], "text_embeds": self.text[g],
-                "group": torch.tensor(g)}
+        try:
+            pixels = load_pixels(self.images[i], self.image_processor)
+        except DoctorSunError as exc:
+            log.warning("image %s dropped from its batch: %s", self.images[i], exc)
+            return {"dropped": [(self.images[i], str(exc))]}
+        return {"pixel_values": pixels, "text_embeds": self.text[g], "group": torch.tensor(g)}
 
 
-def caption_pairs(records: list[dict]) -> tuple[list[str], list[str]]:
+def collate_captions(items: list[dict]) -> dict:
+    """Stacked triples; pairs whose image could not be read are left out and listed under ``dropped``."""
+    dropped = [d for it in items for d in it.get("dropped", ())]
+    items = [it for it in items if "pixel_values" in it]
+    batch: dict = {k: torch.stack([it[k] for it in items]) for k in ("pixel_values", "text_embeds", "group")} \
+        if items else {}
+    if dropped:
+        batch["dropped"] = dropped
+    return batch
+
+
+def caption_pairs(records: Iterable[dict]) -> tuple[list[str], list[str]]:
     """(image path, caption) for every record with an image: its first image and its last answer."""
     images, captions = [], []
     for r in records:
@@ -115,23 +133,23 @@ class VisionStage(Stage):
     """Contrastive training of the vision encoder; the rest of the model is untouched."""
 
     def setup(self) -> None:
-        from doctorsun.train.data import check_images, read_mixed
+        from doctorsun.train.data import iter_mixed, plan_samples
         from doctorsun.train.parts import apply_parts
         from doctorsun.train.trainer import JsonlLog, StageTrainer, training_arguments
 
         recipe = self.recipe
         model, self.processor = load_input(recipe, self.start)
-        records, self.problems, self.data_report = read_mixed(recipe.data, recipe.train.seed)
-        records, image_problems, pixels = check_images(records, self.processor.image_processor)
-        self.problems += image_problems
-        images, captions = caption_pairs(records)
+        with tempfile.TemporaryDirectory(prefix="doctorsun-plan-") as folder:
+            plan = plan_samples(recipe.data, recipe.train.seed, Path(folder))
+            images, captions = caption_pairs(iter_mixed(plan))
+        self.problems, self.data_report = plan.problems, plan.report
         if len(images) < 2:
             raise DoctorSunError(f"vision stage: {len(images)} image-caption pair(s) in {recipe.data.train}; "
                                  "contrastive training needs at least 2")
         distinct = sorted(set(captions))
         index = {c: i for i, c in enumerate(distinct)}
         text = embed_texts(distinct, recipe.contrastive.text_encoder)
-        dataset = CaptionSet(images, [index[c] for c in captions], pixels, text)
+        dataset = CaptionSet(images, [index[c] for c in captions], self.processor.image_processor, text)
         self.data_report = {**self.data_report, "pairs": len(images), "distinct_captions": len(distinct)}
         log.info("vision stage: %d image-caption pairs, %d distinct captions", len(images), len(distinct))
 
@@ -146,6 +164,7 @@ class VisionStage(Stage):
             model=contrastive,
             args=training_arguments(recipe, self.out),
             train_dataset=dataset,
+            data_collator=collate_captions,
             callbacks=[JsonlLog(self.out / "log.jsonl", recipe.stage)],
             recipe=recipe,
             lm_loss=False,
