@@ -93,7 +93,7 @@ data:
   num_proc: {workers}
   cache_dir: {cache}
 optim: {{lr: 1.0e-4, warmup_ratio: 0.0, scheduler: constant}}
-train: {{max_steps: 3, global_batch: 8, micro_batch: 4, logging_steps: 1}}
+train: {{max_steps: 3, global_batch: 4, micro_batch: 2, logging_steps: 1}}
 """
 
 

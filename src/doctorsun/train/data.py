@@ -324,8 +324,8 @@ class Collator:
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         dropped = [d for it in items for d in it.get("dropped", ())]
         items = [it for it in items if "input_ids" in it]
-        if not items:  # every sample of the batch dropped: one padding token that learns nothing
-            items = [{"input_ids": torch.tensor([self.pad_token_id]), "labels": torch.tensor([IGNORE])}]
+        if not items:  # every sample of the batch dropped: two padding tokens that learn nothing
+            items = [{"input_ids": torch.tensor([self.pad_token_id] * 2), "labels": torch.tensor([IGNORE] * 2)}]
         batch: dict[str, Any] = self._flat(items) if self.padding_free else self._padded(items)
         pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
         if pixels:
