@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -110,3 +111,21 @@ def test_max_bad_limits_the_listing(data_file):
     path, _, _ = data_file
     text = check_file(path).format(max_bad=2)
     assert text.count("BAD ") == 2 and "... and 9 more" in text
+
+
+def test_each_distinct_image_is_decoded_once_and_no_pixels_are_kept(tmp_path, monkeypatch):
+    import doctorsun.data.image as image_module
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
+    (tmp_path / "c.png").write_bytes(b"not a png")
+    records = [rec(f"r{i}", image=["a.png", "b.png", "c.png"][i % 3]) for i in range(30)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    calls = []
+    real = image_module.load_image
+    monkeypatch.setattr(image_module, "load_image", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    report = check_file(path, workers=2)
+    assert sorted(Path(c).name for c in calls) == ["a.png", "b.png", "c.png"]
+    assert len(report.good) == 20 and sorted(rid for rid, _ in report.bad) == sorted(f"r{i}" for i in range(2, 30, 3))
+    assert all("unreadable image c.png" in why for _, why in report.bad)

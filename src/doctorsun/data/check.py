@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from doctorsun.data.io import read_raw
-from doctorsun.data.records import validate
+from doctorsun.data.records import image_paths, resolve_image, validate
 
 SUMMARY_KEYS = ("source", "lang", "task")
 
@@ -57,19 +56,24 @@ class CheckReport:
 
 
 def check_file(path: str | Path, image_root: str | Path | None = None,
-               check_images: bool = True) -> CheckReport:
-    """Validate every item of a LLaVA JSON / JSONL / ShareGPT file or saved dataset.
+               check_images: bool = True, workers: int | None = None) -> CheckReport:
+    """Validate every item of a LLaVA JSON / JSONL / ShareGPT file or saved dataset, streamed.
 
     Image paths resolve against ``image_root`` (default: the file's folder); with ``check_images``
-    every image is also decoded. Duplicate ids are reported on their second and later occurrences.
+    every distinct image is also decoded once, by ``workers`` threads (default: one per core), and no
+    pixels are kept. Duplicate ids are reported on their second and later occurrences.
     """
+    from doctorsun.data.io import iter_raw
+
     path = Path(path)
     root = Path(image_root) if image_root is not None else (path if path.is_dir() else path.parent)
-    items, problems = read_raw(path)
-    report = CheckReport(path, root, bad=list(problems))
+    report = CheckReport(path, root)
     seen: dict[str, str] = {}
-    for where, item in items:
-        reasons = validate(item, image_root=root, check_images=check_images)
+    for where, item, problem in iter_raw(path):
+        if problem:
+            report.bad.append((where, problem))
+            continue
+        reasons = validate(item, image_root=root)
         rid = item.get("id") if isinstance(item, dict) else None
         label = rid if isinstance(rid, str) and rid.strip() else where
         if isinstance(rid, str) and rid in seen:
@@ -80,4 +84,35 @@ def check_file(path: str | Path, image_root: str | Path | None = None,
             report.bad.append((label, "; ".join(reasons)))
         else:
             report.good.append(item)
+    if check_images:
+        _decode_images(report, root, workers)
     return report
+
+
+def _decode_images(report: CheckReport, root: Path, workers: int | None) -> None:
+    """Decode each distinct image of the good records once, in parallel; records with an unreadable
+    image move to ``bad``."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from doctorsun.data.image import load_image
+
+    def why(path: str) -> str | None:
+        try:
+            load_image(resolve_image(path, root))
+            return None
+        except Exception as exc:  # any decoder failure makes the image unusable, not the check
+            return f"unreadable image {path}: {exc}"
+
+    paths = sorted({p for r in report.good for p in image_paths(r)})
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        broken = {p: reason for p, reason in zip(paths, pool.map(why, paths), strict=True) if reason}
+    if broken:
+        good = []
+        for r in report.good:
+            reasons = [broken[p] for p in image_paths(r) if p in broken]
+            if reasons:
+                report.bad.append((r["id"], "; ".join(reasons)))
+            else:
+                good.append(r)
+        report.good = good
