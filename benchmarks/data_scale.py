@@ -145,18 +145,19 @@ def run_stage(recipe: Path, out: Path, processes: int) -> dict:
                "--num_processes", str(processes), "-m", "doctorsun", "train", str(recipe)]
     log_file = out / "log.jsonl"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    first_step, peaks = None, {}
-    while proc.poll() is None:
-        for pid in descendants(proc.pid):
-            if is_python_trainer(pid):
-                peaks[pid] = max(peaks.get(pid, 0), hwm_kib(pid))
-        if first_step is None and log_file.is_file() and log_file.stat().st_size:
-            first_step = time.perf_counter() - start
-        time.sleep(0.1)
-    err = proc.stderr.read()
-    if proc.returncode:
-        raise SystemExit(f"training failed ({proc.returncode}):\n{err[-3000:]}")
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        first_step, peaks = None, {}
+        while proc.poll() is None:
+            for pid in descendants(proc.pid):
+                if is_python_trainer(pid):
+                    peaks[pid] = max(peaks.get(pid, 0), hwm_kib(pid))
+            if first_step is None and log_file.is_file() and log_file.stat().st_size:
+                first_step = time.perf_counter() - start
+            time.sleep(0.1)
+        if proc.returncode:
+            err.seek(0)
+            raise SystemExit(f"training failed ({proc.returncode}):\n{err.read()[-3000:]}")
     return {"first_step_s": first_step or time.perf_counter() - start,
             "peak_rss_mib": sorted((kib / 1024 for kib in peaks.values()), reverse=True)[:processes]}
 

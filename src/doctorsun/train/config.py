@@ -128,6 +128,11 @@ class DataConfig:
     task_weights: dict[str, float] | None = None
     """Sampling weight per record ``task`` in ``train`` (InternVL's per-dataset ``repeat_time``, per
     task): 0 drops the task, 0.5 keeps a seeded half, 2 takes it twice. Tasks not named keep 1."""
+    streaming: bool = False
+    """Read the files as a seeded stream (``doctorsun.train.streaming``) instead of preparing them: for corpora
+    larger than one disk. Needs ``train.max_steps``; no ``task_weights``, ``merge_turns`` or packing."""
+    shuffle_buffer: int = 10_000
+    """With ``streaming``: samples held in the shuffle buffer."""
     num_proc: int | None = None
     """Worker processes that tokenise when the prepared dataset is built (``None``: one per CPU core, at
     most 8, for 20,000 samples or more; one below that)."""

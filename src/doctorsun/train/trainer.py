@@ -106,6 +106,8 @@ def training_arguments(recipe: Recipe, out: Path, **overrides: Any) -> TrainingA
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
         include_num_input_tokens_seen="no",
+        # A stream is already split by process (train.streaming): each reads its own part.
+        accelerator_config={"dispatch_batches": False} if recipe.data.streaming else None,
         save_only_model=False,
     )
     kwargs.update(overrides)

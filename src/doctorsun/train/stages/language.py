@@ -25,12 +25,21 @@ class LanguageStage(Stage):
 
         recipe = self.recipe
         model, self.processor = load_input(recipe, self.start)
-        dataset, self.problems, self.data_report = build_sample_set(
-            recipe.data, self.processor, model.config.image_seq_length, recipe.train.seed)
+        if recipe.data.streaming:
+            from doctorsun.train.streaming import stream_set
+
+            dataset = stream_set(recipe.data, self.processor, model.config.image_seq_length, recipe.train.seed,
+                                 recipe.train.max_steps)
+            self.problems, self.data_report, lengths = [], {"streaming": True}, None
+            log.info("%s stage: streaming %s", recipe.stage, ", ".join(recipe.data.train + recipe.data.general))
+        else:
+            dataset, self.problems, self.data_report = build_sample_set(
+                recipe.data, self.processor, model.config.image_seq_length, recipe.train.seed)
+            lengths = dataset.lengths
+            log.info("%s stage: %d rows, %d tokens, %d skipped", recipe.stage, len(dataset), dataset.tokens(),
+                     len(self.problems))
         self.model = apply_parts(model, recipe.parts)
         self.model.train()
-        log.info("%s stage: %d rows, %d tokens, %d skipped", recipe.stage, len(dataset), dataset.tokens(),
-                 len(self.problems))
         self.trainer = StageTrainer(
             model=self.model,
             args=training_arguments(recipe, self.out),
@@ -38,5 +47,5 @@ class LanguageStage(Stage):
             data_collator=Collator(self.processor.tokenizer.pad_token_id, recipe.data.padding_free),
             callbacks=[JsonlLog(self.out / "log.jsonl", recipe.stage)],
             recipe=recipe,
-            lengths=dataset.lengths,
+            lengths=lengths,
         )
