@@ -16,6 +16,7 @@ from doctorsun.data.io import (
     to_sharegpt,
     write_records,
 )
+from doctorsun.data.records import validate
 from doctorsun.errors import DoctorSunError
 
 
@@ -151,7 +152,22 @@ def test_folder_that_is_not_a_dataset(tmp_path):
 def test_rebase_images(tmp_path):
     src, dst = tmp_path / "a" / "b", tmp_path / "out"
     moved = rebase_images([record(0), record(1) | {"image": ["x.png", "y.png"]}, RECORDS[2]], src, dst)
-    assert moved[0]["image"] == str(Path("..") / "a" / "b" / "img" / "a.png")
-    assert moved[1]["image"] == [str(Path("../a/b/x.png")), str(Path("../a/b/y.png"))]
+    # The images lie outside the output folder: a link to them there, never a ../ path.
+    assert moved[0]["image"] == str(Path("b.images") / "img" / "a.png")
+    assert moved[1]["image"] == [str(Path("b.images/x.png")), str(Path("b.images/y.png"))]
+    assert (dst / "b.images").is_symlink() and (dst / "b.images").resolve() == src.resolve()
     assert "image" not in moved[2]
     assert record(0)["image"] == "img/a.png"  # inputs untouched
+    other = tmp_path / "c" / "b"  # another folder of the same name gets a link of its own
+    assert rebase_images([record(0)], other, dst)[0]["image"] == str(Path("b.images-2") / "img" / "a.png")
+    assert rebase_images([record(0)], src, dst)[0]["image"] == moved[0]["image"]  # the link is reused
+    inside = rebase_images([record(0)], dst / "sub", dst)[0]["image"]
+    assert inside == str(Path("sub") / "img" / "a.png")
+
+
+def test_image_paths_that_leave_the_image_root_are_refused(tmp_path):
+    for path in ("../x.png", "img/../../x.png", "/etc/passwd", "a/../../b.png"):
+        reasons = validate(record(0) | {"image": path})
+        assert any("leaves the image root" in r for r in reasons), path
+    for path in ("img/a.png", "img/../a.png", "./a.png"):
+        assert not any("leaves the image root" in r for r in validate(record(0) | {"image": path})), path

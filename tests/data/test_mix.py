@@ -84,7 +84,8 @@ def test_cli_writes_records_and_report_with_rebased_images(tmp_path, capsys):
     assert main(args) == 0
     records, problems = read_records(out)
     assert problems == [] and len(records) == 9
-    assert {r["image"] for r in records if "image" in r} == {"../med/img.png"}
+    assert {r["image"] for r in records if "image" in r} == {"med.images/img.png"}  # a link, never ../
+    assert (tmp_path / "out" / "med.images").resolve() == (tmp_path / "med").resolve()
     report = json.loads((tmp_path / "out" / "mixed.report.json").read_text())
     assert report["medical"] == 6 and report["general"] == 3 and report["by_lang"] == {"en": 6, "zh": 3}
     assert "mixed 6 medical + 3 general = 9 records" in capsys.readouterr().out

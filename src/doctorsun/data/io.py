@@ -335,14 +335,39 @@ def _iter_hf_dir(path: Path) -> Iterator[tuple[str, object, str | None]]:
 # --------------------------------------------------------------------------------- image re-rooting
 def rebase_images(records: Iterable[dict], from_root: str | Path, to_root: str | Path) -> list[dict]:
     """Copies of ``records`` whose relative image paths, valid under ``from_root``, are valid under
-    ``to_root`` (used when records from several files are written into one)."""
+    ``to_root`` (used when records are written into another folder).
+
+    Image paths never leave the image root of the file they are written to, so when ``from_root`` is not
+    inside ``to_root`` a link ``to_root/NAME.images`` to ``from_root`` is made (once; reused) and the
+    paths go through it, instead of ``../`` paths that readers would refuse."""
     src, dst = Path(from_root).resolve(), Path(to_root).resolve()
+    if src == dst:
+        return [dict(r) for r in records]
+    inside = src.is_relative_to(dst)
+    base = src.relative_to(dst) if inside else None
     out = []
     for r in records:
         r = dict(r)
-        if r.get("image") is not None and src != dst:
-            moved = [os.path.relpath(src / p,
-                                     dst) if not Path(p).is_absolute() else p for p in image_paths(r)]
+        if r.get("image") is not None:
+            if base is None:
+                base = image_link(src, dst)
+            moved = [p if Path(p).is_absolute() else str(base / p) for p in image_paths(r)]
             r["image"] = moved[0] if isinstance(r["image"], str) else moved
         out.append(r)
     return out
+
+
+def image_link(src: Path, dst: Path) -> Path:
+    """A link in ``dst`` to the image folder ``src`` (``src-name.images``, numbered if that name is taken
+    by another folder); its name, relative to ``dst``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        name = f"{src.name or 'images'}.images" + (f"-{n}" if n > 1 else "")
+        link = dst / name
+        if link.is_symlink() and Path(os.readlink(link)) == src:
+            return Path(name)
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(src, target_is_directory=True)
+            log.info("image paths go through %s -> %s", link, src)
+            return Path(name)
+    raise DoctorSunError(f"no free name for a link to {src} in {dst}")

@@ -129,7 +129,22 @@ def _check_image_field(record: dict) -> list[str]:
     paths = [image] if isinstance(image, str) else image
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.strip() for p in paths):
         return ["image must be a non-empty path or a non-empty list of paths"]
-    return []
+    return [f"image path {p} leaves the image root (paths are relative to it, without ..)"
+            for p in paths if leaves_root(p)]
+
+
+def leaves_root(path: str) -> bool:
+    """Whether a record's image path points outside its image root: absolute, or climbing out with ``..``.
+    (A link the operator placed inside the root is followed: that is where they put the images.)"""
+    p = Path(path)
+    if p.is_absolute() or p.drive:
+        return True
+    depth = 0
+    for part in p.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return True
+    return False
 
 
 def _check_placeholders(record: dict) -> list[str]:
