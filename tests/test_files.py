@@ -46,3 +46,28 @@ def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
         (tmp / "weights").write_text("v2")
     assert (out / "weights").read_text() == "v2"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old copies left
+
+
+def test_a_folder_written_through_mkstemp_is_readable_by_others(tmp_path):
+    """safetensors and other writers stage through mkstemp (0600); the finished folder is shared."""
+    import os
+    import tempfile
+
+    out = tmp_path / "model"
+    with atomic_dir(out) as tmp:
+        fd, name = tempfile.mkstemp(dir=tmp)
+        os.close(fd)
+        os.rename(name, tmp / "model.safetensors")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "x.json").write_text("{}")
+        (tmp / "sub" / "x.json").chmod(0o600)
+    for f in (out / "model.safetensors", out / "sub" / "x.json"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o044 == 0o044, f
+
+
+def test_a_saved_model_is_readable_by_others(tmp_path, tiny_model):
+    from doctorsun.model import save_model
+
+    out = save_model(*tiny_model, tmp_path / "m")
+    weights = list(out.glob("*.safetensors"))
+    assert weights and all(stat.S_IMODE(w.stat().st_mode) & 0o044 == 0o044 for w in weights)

@@ -59,10 +59,22 @@ def atomic_dir(out: str | Path, prefix: str = "tmp") -> Iterator[Path]:
     tmp.chmod(0o755)
     try:
         yield tmp
+        readable(tmp)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def readable(folder: Path) -> None:
+    """Give every file under ``folder`` read permission for group and others: writers that stage through
+    ``mkstemp`` (safetensors shards among them) leave 0600 files that other users of a shared model or
+    data folder could not read."""
+    for f in folder.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            mode = f.stat().st_mode & 0o7777
+            if mode & 0o044 != 0o044:
+                f.chmod(mode | 0o044)
 
 
 def replace_dir(src: Path, out: Path) -> None:
