@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from doctorsun.data.records import image_paths, resolve_image, validate
+from doctorsun.data.records import image_paths, resolve_image, unreadable_image, validate
 
 SUMMARY_KEYS = ("source", "lang", "task")
 
@@ -95,18 +95,10 @@ def _decode_images(report: CheckReport, root: Path, workers: int | None) -> None
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    from doctorsun.data.image import load_image
-
-    def why(path: str) -> str | None:
-        try:
-            load_image(resolve_image(path, root))
-            return None
-        except Exception as exc:  # any decoder failure makes the image unusable, not the check
-            return f"unreadable image {path}: {exc}"
-
     paths = sorted({p for r in report.good for p in image_paths(r)})
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        broken = {p: reason for p, reason in zip(paths, pool.map(why, paths), strict=True) if reason}
+        reasons = pool.map(lambda p: unreadable_image(p, resolve_image(p, root)), paths)
+        broken = {p: reason for p, reason in zip(paths, reasons, strict=True) if reason}
     if broken:
         good = []
         for r in report.good:

@@ -68,7 +68,7 @@ def iter_raw(path: str | Path) -> Iterator[tuple[str, object, str | None]]:
             except DoctorSunError as exc:
                 yield _label(item, where), None, str(exc)
                 continue
-        yield (_label(item, where) if problem and item is not None else where), item, problem
+        yield where, item, problem
 
 
 def iter_records(path: str | Path, *, image_root: str | Path | None = None,

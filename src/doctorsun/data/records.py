@@ -160,16 +160,22 @@ def _check_placeholders(record: dict) -> list[str]:
 
 
 def _check_image_files(record: dict, image_root, decode: bool) -> list[str]:
-    from doctorsun.data.image import load_image
-
     reasons = []
     for rel in image_paths(record):
         path = resolve_image(rel, image_root)
         if not path.is_file():
             reasons.append(f"missing image {rel} (looked for {path})")
-        elif decode:
-            try:
-                load_image(path)
-            except Exception as exc:  # any decoder failure makes the image unusable, not the run
-                reasons.append(f"unreadable image {rel}: {exc}")
+        elif decode and (why := unreadable_image(rel, path)):
+            reasons.append(why)
     return reasons
+
+
+def unreadable_image(rel: str, path: Path) -> str | None:
+    """Why the image at ``path`` (``rel`` in the record) cannot be decoded, or ``None`` when it can."""
+    from doctorsun.data.image import load_image
+
+    try:
+        load_image(path)
+    except Exception as exc:  # any decoder failure makes the image unusable, not the run
+        return f"unreadable image {rel}: {exc}"
+    return None

@@ -38,6 +38,30 @@ def _field(record: dict, key: str) -> Any:
     return record
 
 
+def wanted(record: dict, langs: list[str] | tuple[str, ...] | None, where: dict[str, list[str]] | None) -> bool:
+    """Whether ``data.langs`` and ``data.where`` keep a record (``None`` or empty: no condition)."""
+    return ((not langs or record.get("lang") in langs)
+            and (not where or all(str(_field(record, k)) in vals for k, vals in where.items())))
+
+
+def file_records(path: str, image_root: str | None) -> Iterator[tuple[str, dict | None, str | None, list[str]]]:
+    """``data.io.iter_records`` of one data file, each valid record with its images as absolute paths
+    (relative to ``image_root``, or to the file's folder)."""
+    from doctorsun.data.io import iter_records
+    from doctorsun.data.records import image_paths, resolve_image
+
+    root = Path(image_root) if image_root else Path(path).parent
+    for label, r, problem in iter_records(path, image_root=root):
+        yield label, r, problem, [] if r is None else [str(resolve_image(p, root)) for p in image_paths(r)]
+
+
+def arrow_features(spec: dict[str, str | list[str]]):
+    """``datasets.Features`` from ``{column: type}``, a one-item list meaning a list of that type."""
+    from datasets import Features, List, Value
+
+    return Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v) for k, v in spec.items()})
+
+
 def _merge_key(record: dict, images: list[str]) -> str:
     """``image + lang`` for a record ``merge_turns`` may merge (one image, one human turn holding its
     placeholder, one answer), else empty."""
@@ -78,6 +102,14 @@ class RecordTables:
         return [(json.loads(r), i) for r, i in zip(taken.column("record").to_pylist(),
                                                     taken.column("images").to_pylist(), strict=True)]
 
+    def joined(self, entries: list[tuple[list[int], str]]) -> Iterator[dict]:
+        """The sample record of each ``(rows, id)`` entry, in order (their rows read in one ``take``)."""
+        records = self.records([r for rows, _ in entries for r in rows])
+        at = 0
+        for rows, rid in entries:
+            yield self.join(records[at:at + len(rows)], rid)
+            at += len(rows)
+
     @staticmethod
     def join(chunk: list[tuple[dict, list[str]]], rid: str) -> dict:
         """One sample's record (several records about one image merged into one conversation: the
@@ -94,32 +126,24 @@ class RecordTables:
 def write_tables(data: DataConfig, path: Path) -> tuple[RecordTables, list[Problem], int]:
     """Stream every file of ``data`` into one record table (``langs`` and, for ``train``, ``where``
     applied); also the readers' problems and how many ``train`` records were read."""
-    from datasets import Features, List, Value
     from datasets.arrow_writer import ArrowWriter
 
-    from doctorsun.data.io import iter_records
-    from doctorsun.data.records import image_paths
-
-    features = Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v) for k, v in RECORD_COLUMNS.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     problems: list[Problem] = []
     counts = {"train": 0, "general": 0}
     read_train = 0
-    with ArrowWriter(features=features, path=str(path), writer_batch_size=10_000) as writer:
+    with ArrowWriter(features=arrow_features(RECORD_COLUMNS), path=str(path), writer_batch_size=10_000) as writer:
         for part, files in (("train", data.train), ("general", data.general)):
             for f in files:
-                root = Path(data.image_root) if data.image_root else Path(f).parent
-                for label, r, problem in iter_records(f, image_root=root):
+                for label, r, problem, images in file_records(f, data.image_root):
                     if problem:
                         problems.append((str(label), f"{Path(f).name}: {problem}"))
                         continue
-                    if data.langs and r.get("lang") not in data.langs:
+                    if not wanted(r, data.langs, None):
                         continue
                     read_train += part == "train"
-                    if part == "train" and data.where and not all(
-                            str(_field(r, k)) in vals for k, vals in data.where.items()):
+                    if part == "train" and not wanted(r, None, data.where):
                         continue
-                    images = [str(root / p) for p in image_paths(r)]
                     writer.write({"id": str(r["id"]), "record": json.dumps(r, ensure_ascii=False),
                                   "images": images, "source": str(r.get("source")), "task": str(r.get("task")),
                                   "lang": str(r.get("lang")), "group": _merge_key(r, images)})
@@ -221,12 +245,7 @@ def plan_samples(data: DataConfig, seed: int, folder: Path) -> Plan:
 def iter_mixed(plan: Plan, batch: int = 1000) -> Iterator[dict]:
     """The planned samples' records (with ``_images``), read from the table a batch at a time."""
     for start in range(0, len(plan.entries), batch):
-        part = plan.entries[start:start + batch]
-        records = plan.tables.records([r for rows, _ in part for r in rows])
-        at = 0
-        for rows, rid in part:
-            yield plan.tables.join(records[at:at + len(rows)], rid)
-            at += len(rows)
+        yield from plan.tables.joined(plan.entries[start:start + batch])
 
 
 def read_mixed(data: DataConfig, seed: int) -> tuple[list[dict], list[Problem], dict[str, Any]]:
@@ -248,6 +267,16 @@ def load_pixels(path: str, image_processor) -> torch.Tensor:
         raise
     except Exception as exc:  # a decoder or processor failure makes this image unusable, not the run
         raise DoctorSunError(f"image {path} cannot be read: {exc}") from exc
+
+
+def sample_pixels(rid: str, paths: list[str], image_processor) -> tuple[list[torch.Tensor] | None, list[Problem]]:
+    """A sample's images as pixel tensors, or ``None`` and the ``(id, reason)`` that drops the sample
+    from its batch (logged) when one cannot be read."""
+    try:
+        return [load_pixels(p, image_processor) for p in paths], []
+    except DoctorSunError as exc:
+        log.warning("record %s dropped from its batch: %s", rid, exc)
+        return None, [(rid, str(exc))]
 
 
 class PreparedSet(Dataset):
@@ -286,13 +315,10 @@ class PreparedSet(Dataset):
         parts, dropped = [], []
         for k in self.packs[i] if self.packs else [i]:
             row = self.sample(k)
-            try:
-                pixels = [load_pixels(p, self.image_processor) for p in row["images"]]
-            except DoctorSunError as exc:
-                log.warning("record %s dropped from its batch: %s", row["id"], exc)
-                dropped.append((row["id"], str(exc)))
-                continue
-            parts.append((row, pixels))
+            pixels, problem = sample_pixels(row["id"], row["images"], self.image_processor)
+            dropped += problem
+            if pixels is not None:
+                parts.append((row, pixels))
         item: dict[str, Any] = {}
         if parts:
             if self.packs:

@@ -34,7 +34,7 @@ from doctorsun.data.tokenize import ChatTokenizer, SampleError
 from doctorsun.errors import DoctorSunError
 from doctorsun.files import atomic_dir, cache_dir, fingerprint, write_json
 from doctorsun.train.config import DataConfig
-from doctorsun.train.data import plan_samples
+from doctorsun.train.data import arrow_features, plan_samples
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,12 @@ def prepare(data: DataConfig, tok: ChatTokenizer, seed: int, *, rebuild: bool = 
 def build_entry(data: DataConfig, tok: ChatTokenizer, seed: int, inputs: dict[str, Any], path: Path) -> None:
     with atomic_dir(path, prefix="building") as staging:
         plan = plan_samples(data, seed, staging / "records")
-        files = tokenize_plan(plan, tok, staging, data.num_proc)
+        samples = tokenize_plan(plan, tok, staging, data.num_proc)
         shutil.rmtree(staging / "records", ignore_errors=True)
-        refused = _refusals(staging, files)
+        files = [Path(f["filename"]).name for f in samples.cache_files]
+        table = samples.data.table.select(["id", "error"])
+        errors = table.filter(table.column("error").is_valid())
+        refused = list(zip(errors.column("id").to_pylist(), errors.column("error").to_pylist(), strict=True))
         problems = plan.problems + refused
         if len(refused) == len(plan.entries):
             first = problems[0] if problems else "-"
@@ -158,17 +161,6 @@ def build_entry(data: DataConfig, tok: ChatTokenizer, seed: int, inputs: dict[st
             f.writelines(json.dumps({"id": r, "reason": why}, ensure_ascii=False) + "\n" for r, why in problems)
         report = {**plan.report, "samples": len(plan.entries) - len(refused), "refused": len(problems)}
         write_json(staging / ENTRY_FILE, {"inputs": inputs, "files": files, "report": report})
-
-
-def _refusals(folder: Path, files: list[str]) -> list[Problem]:
-    from datasets import Dataset
-
-    out = []
-    for name in files:
-        table = Dataset.from_file(str(folder / name)).data.table.select(["id", "error"])
-        errors = table.filter(table.column("error").is_valid())
-        out += list(zip(errors.column("id").to_pylist(), errors.column("error").to_pylist(), strict=True))
-    return out
 
 
 def build_sample_set(data: DataConfig, processor, image_seq_length: int, seed: int
@@ -191,12 +183,6 @@ SAMPLE_FEATURES = {"id": "string", "input_ids": ["int32"], "labels": ["int32"], 
                    "length": "int32", "error": "string"}
 
 
-def _features():
-    from datasets import Features, List, Value
-
-    return Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v) for k, v in SAMPLE_FEATURES.items()})
-
-
 @dataclass
 class _Tokenize:
     """The map function: each planned sample's records, read from the record tables, tokenised."""
@@ -207,12 +193,8 @@ class _Tokenize:
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {k: [] for k in SAMPLE_FEATURES}
-        records = self.tables.records([i for sources in batch["sources"] for i in sources])
-        at = 0
-        for sources, rid in zip(batch["sources"], batch["id"], strict=True):
-            record = self.tables.join(records[at:at + len(sources)], rid)
-            at += len(sources)
-            out["id"].append(rid)
+        for record in self.tables.joined(list(zip(batch["sources"], batch["id"], strict=True))):
+            out["id"].append(record["id"])
             out["images"].append(record["_images"])
             try:
                 sample = self.tok(record)
@@ -229,8 +211,8 @@ class _Tokenize:
         return out
 
 
-def tokenize_plan(plan, tok: ChatTokenizer, folder: Path, num_proc: int | None) -> list[str]:
-    """Tokenise every planned sample into Arrow files under ``folder``; their names, in order."""
+def tokenize_plan(plan, tok: ChatTokenizer, folder: Path, num_proc: int | None):
+    """Tokenise every planned sample into Arrow files under ``folder``: the ``datasets.Dataset`` on them."""
     from datasets import Dataset
 
     entries = Dataset.from_dict({"sources": [s for s, _ in plan.entries], "id": [i for _, i in plan.entries]})
@@ -238,30 +220,7 @@ def tokenize_plan(plan, tok: ChatTokenizer, folder: Path, num_proc: int | None) 
                                                      if len(entries) >= PARALLEL_FROM else 1)
     workers = max(1, min(workers, len(entries)))
     done = entries.map(_Tokenize(plan.tables, tok), batched=True, batch_size=500, num_proc=workers if workers > 1
-                       else None, remove_columns=["sources", "id"], features=_features(),
+                       else None, remove_columns=["sources", "id"], features=arrow_features(SAMPLE_FEATURES),
                        cache_file_name=str(folder / "samples.arrow"), new_fingerprint=folder.name,
                        desc="tokenising", writer_batch_size=2000)
-    return [Path(f["filename"]).name for f in done.cache_files]
-
-
-@dataclass
-class PrepareReport:
-    """What ``doctorsun data prepare`` prints per stage."""
-
-    stage: str
-    path: Path
-    reused: bool
-    samples: int
-    refused: int
-    seconds: float
-    tokens: int = 0
-    disk_bytes: int = 0
-
-    def line(self) -> str:
-        verb = "reused" if self.reused else "built"
-        return (f"{self.stage}: {verb} {self.path} in {self.seconds:.1f} s: {self.samples} samples, "
-                f"{self.tokens} tokens, {self.refused} skipped, {self.disk_bytes / 2**20:.1f} MiB")
-
-
-def disk_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return done

@@ -9,8 +9,33 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 from doctorsun.errors import DoctorSunError
+
+
+@dataclass
+class PrepareReport:
+    """What ``doctorsun data prepare`` prints per stage."""
+
+    stage: str
+    path: Path
+    reused: bool
+    samples: int
+    refused: int
+    seconds: float
+    tokens: int = 0
+    disk_bytes: int = 0
+
+    def line(self) -> str:
+        verb = "reused" if self.reused else "built"
+        return (f"{self.stage}: {verb} {self.path} in {self.seconds:.1f} s: {self.samples} samples, "
+                f"{self.tokens} tokens, {self.refused} skipped, {self.disk_bytes / 2**20:.1f} MiB")
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +67,7 @@ def stage_processor(recipe):
 def run(args: argparse.Namespace) -> int:
     from doctorsun.data.tokenize import ChatTokenizer
     from doctorsun.train.config import load_recipe
-    from doctorsun.train.prepare import PrepareReport, disk_bytes, prepare
+    from doctorsun.train.prepare import prepare
 
     recipe = load_recipe(args.recipe, args.overrides)
     if recipe.stage == "vision":

@@ -45,21 +45,15 @@ def _samples(files: list[str], image_root: str | None, langs: tuple[str, ...], w
              tok: ChatTokenizer):
     """The generator behind one stream: each file's records, filtered and tokenised. ``datasets`` hands
     each shard (a sub-list of ``files``) to the process or worker that owns it."""
-    from doctorsun.data.io import iter_records
-    from doctorsun.data.records import image_paths
-    from doctorsun.train.data import _field
+    from doctorsun.train.data import file_records, wanted
 
     for f in files:
-        root = Path(image_root) if image_root else Path(f).parent
-        for label, r, problem in iter_records(f, image_root=root):
+        for label, r, problem, images in file_records(f, image_root):
             if problem:
                 log.warning("%s: %s skipped: %s", Path(f).name, label, problem)
                 continue
-            if langs and r.get("lang") not in langs:
+            if not wanted(r, langs, where):
                 continue
-            if where and not all(str(_field(r, k)) in vals for k, vals in where.items()):
-                continue
-            images = [str(root / p) for p in image_paths(r)]
             try:
                 sample = tok({**r, "_images": images})
             except SampleError as exc:
@@ -71,13 +65,13 @@ def _samples(files: list[str], image_root: str | None, langs: tuple[str, ...], w
 
 def stream(data: DataConfig, tok: ChatTokenizer, seed: int, rank: int = 0, world_size: int = 1):
     """The samples of ``data`` as a seeded ``datasets.IterableDataset``, this process's part of it."""
-    from datasets import Features, IterableDataset, List, Value, interleave_datasets
+    from datasets import IterableDataset, interleave_datasets
     from datasets.distributed import split_dataset_by_node
 
     from doctorsun.data.mix import parse_ratio
+    from doctorsun.train.data import arrow_features
 
-    features = Features({"id": Value("string"), "input_ids": List(Value("int32")), "labels": List(Value("int32")),
-                         "images": List(Value("string"))})
+    features = arrow_features({"id": "string", "input_ids": ["int32"], "labels": ["int32"], "images": ["string"]})
 
     def part(files: list[str], where: dict | None):
         ds = IterableDataset.from_generator(_samples, features=features, gen_kwargs={
@@ -110,14 +104,12 @@ class StreamSet(torch.utils.data.IterableDataset):
         self.samples.set_epoch(epoch)
 
     def __iter__(self):
-        from doctorsun.train.data import load_pixels
+        from doctorsun.train.data import sample_pixels
 
         for row in self.samples:
-            try:
-                pixels = [load_pixels(p, self.image_processor) for p in row["images"]]
-            except DoctorSunError as exc:
-                log.warning("record %s dropped from its batch: %s", row["id"], exc)
-                yield {"dropped": [(row["id"], str(exc))]}
+            pixels, dropped = sample_pixels(row["id"], row["images"], self.image_processor)
+            if pixels is None:
+                yield {"dropped": dropped}
                 continue
             item: dict[str, Any] = {"input_ids": torch.tensor(row["input_ids"]), "labels": torch.tensor(row["labels"])}
             if pixels:

@@ -75,6 +75,7 @@ def training_arguments(recipe: Recipe, out: Path, **overrides: Any) -> TrainingA
     if loop.global_batch % per_step:
         raise DoctorSunError(f"train.global_batch {loop.global_batch} is not a multiple of micro_batch "
                              f"{loop.micro_batch} x {world_size()} processes")
+    workers = dataloader_workers(recipe)
     kwargs: dict[str, Any] = dict(
         output_dir=str(out / CHECKPOINTS),
         per_device_train_batch_size=loop.micro_batch,
@@ -101,12 +102,12 @@ def training_arguments(recipe: Recipe, out: Path, **overrides: Any) -> TrainingA
         logging_first_step=True,
         report_to="none",
         remove_unused_columns=False,
-        dataloader_num_workers=dataloader_workers(recipe),
-        dataloader_persistent_workers=dataloader_workers(recipe) > 0,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
         include_num_input_tokens_seen="no",
-        # A stream is already split by process (train.streaming): each reads its own part.
+        # A stream is already split by process (data.streaming): each reads its own part.
         accelerator_config={"dispatch_batches": False} if recipe.data.streaming else None,
         save_only_model=False,
     )
@@ -166,13 +167,14 @@ class StageTrainer(Trainer):
         labels = inputs.pop("labels")
         targets = labels[:, 1:]  # (B, T-1): the token at t + 1 is predicted from position t
         keep = (targets != IGNORE).any(0).nonzero().squeeze(1)  # (K,) positions some row learns from
-        if not len(keep):  # nothing to learn (every sample dropped): a zero loss that still runs the model,
+        nothing = not len(keep)
+        if nothing:  # nothing to learn (every sample dropped): a zero loss that still runs the model,
             keep = torch.zeros(1, dtype=torch.long, device=labels.device)  # so every process takes part
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
         logits = outputs.logits  # (B, K, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
                                ignore_index=IGNORE, reduction="sum")
-        if not (targets != IGNORE).any():
+        if nothing:
             loss = logits.sum() * 0
         if num_items_in_batch is None:
             loss = loss / (targets != IGNORE).sum().clamp(min=1)

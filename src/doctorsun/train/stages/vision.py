@@ -96,15 +96,13 @@ class CaptionSet(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict:
-        from doctorsun.train.data import load_pixels
+        from doctorsun.train.data import sample_pixels
 
         g = self.groups[i]
-        try:
-            pixels = load_pixels(self.images[i], self.image_processor)
-        except DoctorSunError as exc:
-            log.warning("image %s dropped from its batch: %s", self.images[i], exc)
-            return {"dropped": [(self.images[i], str(exc))]}
-        return {"pixel_values": pixels, "text_embeds": self.text[g], "group": torch.tensor(g)}
+        pixels, dropped = sample_pixels(self.images[i], [self.images[i]], self.image_processor)
+        if pixels is None:
+            return {"dropped": dropped}
+        return {"pixel_values": pixels[0], "text_embeds": self.text[g], "group": torch.tensor(g)}
 
 
 def collate_captions(items: list[dict]) -> dict:
