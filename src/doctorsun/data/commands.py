@@ -41,11 +41,43 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--replace", action="store_true", help="sample general records with replacement")
 
     sub.add_parser("sets", help="list the public sets `convert` knows, with their options")
+
+    p = sub.add_parser("build", help="build a SunMed-VL corpus from a manifest (dedup, decontaminate, "
+                                     "translate, mix, shards + data card)")
+    p.add_argument("manifest", type=Path, help="the manifest YAML (see recipes/doctor-sun-8b/sunmed-vl.yaml)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (replaced when the build completes)")
+    p.add_argument("--workers", type=int, default=None, help="threads that decode images (default: one per core)")
+    p.add_argument("--no-hash-cache", action="store_true", help="do not read or keep the image hash cache")
+
+    p = sub.add_parser("decontaminate", help="drop training records that share an image or a text item "
+                                             "with a benchmark's test split")
+    p.add_argument("train", type=Path, nargs="+", help="training record file(s)")
+    p.add_argument("--against", action="append", required=True, metavar="BENCH[:SPLIT]=PATH",
+                   help="a `doctorsun eval` benchmark in its published layout, or file=PATH (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: cleaned files, dropped.jsonl, report.json")
+    p.add_argument("--images", choices=("near", "exact", "path"), default="near",
+                   help="near: same pixels or perceptual hash within --threshold (default); exact: same pixels")
+    p.add_argument("--threshold", type=int, default=None, help="Hamming distance of 64-bit pHash (default 6)")
+    p.add_argument("--workers", type=int, default=None)
+
+    p = sub.add_parser("translate", help="translate records through an OpenAI-compatible chat endpoint")
+    p.add_argument("file", type=Path, help="record file to translate")
+    p.add_argument("--to", required=True, choices=("zh", "en"))
+    p.add_argument("--endpoint", required=True, help="base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", required=True, help="model name the endpoint serves")
+    p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    p.add_argument("--out", type=Path, required=True, help="output .json / .jsonl of the translated copies")
+    p.add_argument("--cache", type=Path, help="translation cache (default: OUT.cache.jsonl; a re-run asks "
+                                              "nothing twice)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument("--retries", type=int, default=5, help="retries of a failed request (default 5)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     return sub
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"check": _check, "convert": _convert, "mix": _mix, "sets": _sets}[args.data_command](args)
+    return {"check": _check, "convert": _convert, "mix": _mix, "sets": _sets, "build": _build,
+            "decontaminate": _decontaminate, "translate": _translate}[args.data_command](args)
 
 
 def _check(args) -> int:
@@ -122,4 +154,119 @@ def _sets(args) -> int:
 
     for name in CONVERTERS:
         print(describe(name) + "\n")
+    return 0
+
+
+def _build(args) -> int:
+    from doctorsun.data.build import build
+    from doctorsun.data.manifest import load_manifest
+
+    result = build(load_manifest(args.manifest), args.out, workers=args.workers,
+                   hash_cache=None if args.no_hash_cache else "default")
+    card, steps = result.card, result.card["steps"]
+    print(f"built {args.out}: {card['records']} records in {len(card['shards'])} shard(s)")
+    print(f"read {steps['read']['records']}, refused {steps['read']['refused']}"
+          + (f", duplicates dropped {steps['dedup']['dropped']}" if "dedup" in steps else "")
+          + (f", contaminated dropped {steps['decontaminate']['dropped']}" if "decontaminate" in steps else "")
+          + (f", translated {steps['translate']['translated']}" if "translate" in steps else ""))
+    print(f"data card: {args.out / 'README.md'} and {args.out / 'card.json'}")
+    return 0
+
+
+def parse_against(values: list[str]):
+    """``BENCH[:SPLIT]=PATH`` -> ``manifest.Against`` entries."""
+    from doctorsun.data.manifest import Against
+
+    out = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise DoctorSunError(f"--against {value!r} must look like BENCH=PATH or BENCH:SPLIT=PATH")
+        bench, _, split = name.partition(":")
+        out.append(Against(bench.strip(), path, split or None))
+    return out
+
+
+def _decontaminate(args) -> int:
+    from collections import Counter
+
+    from doctorsun.data.build import benchmark_index
+    from doctorsun.data.dedup import item_of, per_benchmark
+    from doctorsun.data.hashing import DEFAULT_THRESHOLD, HashCache
+    from doctorsun.data.io import read_records, rebase_images, write_records
+    from doctorsun.files import cache_dir, write_json
+
+    cache = HashCache(cache_dir() / "image-hashes.sqlite")
+    try:
+        index, counts = benchmark_index(parse_against(args.against), None, args.images,
+                                        args.threshold if args.threshold is not None else DEFAULT_THRESHOLD,
+                                        args.workers, cache, progress=True)
+        out = args.out
+        out.mkdir(parents=True, exist_ok=True)
+        names: Counter = Counter()
+        report = {"benchmarks": counts, "images": args.images, "files": {}}
+        all_drops = []
+        for path in args.train:
+            records, problems = read_records(path)
+            for where, reason in problems:
+                print(f"skipped {path.name} {where}: {reason}")
+            root = path if path.is_dir() else path.parent
+            drops = index.match([item_of(r, root, path.name) for r in records], workers=args.workers,
+                                cache=cache, progress=True)
+            gone = {d.id for d in drops}
+            kept = rebase_images([r for r in records if r["id"] not in gone], root, out.resolve())
+            stem = path.stem if path.is_file() else path.name
+            names[stem] += 1
+            target = out / (f"{stem}.jsonl" if names[stem] == 1 else f"{stem}-{names[stem]}.jsonl")
+            write_records(kept, target)
+            report["files"][str(path)] = {"out": target.name, "records": len(records), "kept": len(kept),
+                                          "dropped": len(drops), "by_benchmark": per_benchmark(drops),
+                                          "refused": len(problems)}
+            all_drops += drops
+            print(f"{path}: kept {len(kept)} of {len(records)}; dropped "
+                  + (", ".join(f"{k} {v}" for k, v in per_benchmark(drops).items()) or "none") + f" -> {target}")
+    finally:
+        cache.close()
+    report["by_benchmark"] = per_benchmark(all_drops)
+    write_records([d.as_dict() for d in all_drops], out / "dropped.jsonl")
+    write_json(out / "report.json", report)
+    print(f"wrote {out / 'dropped.jsonl'} ({len(all_drops)} ids) and {out / 'report.json'}")
+    return 0
+
+
+def _translate(args) -> int:
+    import os
+
+    from doctorsun.data.io import read_records, rebase_images, write_records
+    from doctorsun.data.translate import Cache, ChatClient, translate_records
+    from doctorsun.files import write_json
+
+    key = None
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise DoctorSunError(f"--api-key-env {args.api_key_env}: that environment variable is not set")
+    records, problems = read_records(args.file)
+    for where, reason in problems:
+        print(f"skipped {where}: {reason}")
+    root = args.file if args.file.is_dir() else args.file.parent
+    client = ChatClient(args.endpoint, args.model, key, timeout=args.timeout, retries=args.retries)
+    cache = Cache(args.cache or args.out.with_name(args.out.name + ".cache.jsonl"))
+    try:
+        done, report = translate_records(records, args.to, client, cache, concurrency=args.concurrency,
+                                         progress=True)
+    finally:
+        client.close()
+        cache.close()
+    write_records(rebase_images(done, root, args.out.parent.resolve()), args.out)
+    summary = report.as_dict()
+    summary.update({"file": str(args.file), "to": args.to, "model": args.model, "endpoint": args.endpoint,
+                    "refused": [{"id": w, "reason": r} for w, r in problems]})
+    report_path = args.out.with_name(args.out.stem + ".report.json")
+    write_json(report_path, summary)
+    for rid, reason in report.failed:
+        print(f"failed {rid}: {reason}")
+    print(f"translated {report.translated} of {len(records)} record(s) to {args.to} "
+          f"({report.asked} request(s), {report.cached} from the cache, {len(report.failed)} failed, "
+          f"{len(report.skipped)} skipped) -> {args.out}; report {report_path}")
     return 0

@@ -28,6 +28,8 @@ FROM_TO_ROLE = {"human": "user", "gpt": "assistant"}
 # SunMed-VL fields carried beside ShareGPT's messages/images, so a round trip loses nothing
 EXTRA_FIELDS = ("id", "lang", "source", "task", "answer_type", "choices", "meta")
 HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+CARD = "card.json"
+"""The data card ``doctorsun data build`` writes beside its shards; a folder holding one reads as its shards."""
 
 
 def read_raw(path: str | Path) -> tuple[list[tuple[str, object]], list[Problem]]:
@@ -49,6 +51,11 @@ def iter_raw(path: str | Path) -> Iterator[tuple[str, object, str | None]]:
     item by item (``ijson``, so the file is never held whole), a saved HF dataset row by row. A
     problem (an item that cannot be read) comes with the item's label; every other item still loads."""
     path = Path(path)
+    if path.is_dir() and (path / CARD).is_file():
+        for shard in corpus_shards(path):
+            for where, item, problem in iter_raw(shard):
+                yield f"{shard.name} {where}", item, problem
+        return
     if path.is_dir():
         yield from _iter_hf_dir(path)
         return
@@ -69,6 +76,32 @@ def iter_raw(path: str | Path) -> Iterator[tuple[str, object, str | None]]:
                 yield _label(item, where), None, str(exc)
                 continue
         yield where, item, problem
+
+
+def corpus_shards(folder: str | Path) -> list[Path]:
+    """The record shards of a corpus folder written by ``doctorsun data build``, in order (from its card)."""
+    folder = Path(folder)
+    try:
+        card = json.loads((folder / CARD).read_text(encoding="utf-8"))
+        names = [s["file"] for s in card["shards"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DoctorSunError(f"{folder / CARD} is not a data card with a shards list: {exc}") from None
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DoctorSunError(f"{folder}: shard(s) named by its card are missing: {', '.join(missing)}")
+    return [folder / n for n in names]
+
+
+def read_split(data: str | Path, split: str | None = None) -> tuple[list[dict], list[Problem], Path, Path]:
+    """A SunMed-VL file (images relative to its folder), a folder holding ``{split}.jsonl`` (default
+    ``test``), a built corpus folder, or a saved Hugging Face dataset folder (images relative to it).
+
+    Returns ``(records, problems, image_root, the path read)``."""
+    data = Path(data)
+    if data.is_dir() and (data / f"{split or 'test'}.jsonl").is_file():
+        data = data / f"{split or 'test'}.jsonl"
+    records, problems = read_records(data)
+    return records, problems, data if data.is_dir() else data.parent, data
 
 
 def iter_records(path: str | Path, *, image_root: str | Path | None = None,
@@ -245,7 +278,7 @@ def from_sharegpt(item: dict, default_source: str = "sharegpt", index: str = "it
     record.setdefault("task", _guess_task(turns, bool(images)))
     if system:
         record.setdefault("meta", {})["system"] = system
-    return {k: record[k] for k in _ordered(record)}
+    return {k: record[k] for k in ordered_fields(record)}
 
 
 def to_sharegpt(record: dict) -> dict:
@@ -263,7 +296,7 @@ def _guess_task(turns: list[dict], has_image: bool) -> str:
     return "vqa-open" if has_image else "text"
 
 
-def _ordered(record: dict) -> list[str]:
+def ordered_fields(record: dict) -> list[str]:
     order = ("id", "image", "conversations", "lang", "source", "task", "answer_type", "choices", "meta")
     return [k for k in order if k in record] + [k for k in record if k not in order]
 
@@ -301,7 +334,7 @@ def _from_hf_row(row: dict, where: str) -> dict:
         record["meta"] = json.loads(meta)
     elif isinstance(meta, dict) and meta:
         record["meta"] = meta
-    return {k: record[k] for k in _ordered(record)}
+    return {k: record[k] for k in ordered_fields(record)}
 
 
 def save_hf_dataset(records: Iterable[dict], out_dir: str | Path) -> Path:

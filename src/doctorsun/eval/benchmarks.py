@@ -113,12 +113,9 @@ def load_benchmark(name: str, data: str | Path, split: str | None = None) -> Loa
 
 
 def _load_sunmed(data: Path, split: str | None) -> LoadedData:
-    """A SunMed-VL .json/.jsonl file (images relative to its folder), a folder holding ``{split}.jsonl``,
-    or a saved Hugging Face dataset folder (images relative to it)."""
-    from doctorsun.data.io import read_records
+    """A SunMed-VL .json/.jsonl file, a folder holding ``{split}.jsonl``, a built corpus or a saved Hugging
+    Face dataset folder (``data.io.read_split``)."""
+    from doctorsun.data.io import read_split
 
-    if data.is_dir() and (data / f"{split or 'test'}.jsonl").is_file():
-        data = data / f"{split or 'test'}.jsonl"
-    records, problems = read_records(data)
-    root = data if data.is_dir() else data.parent
-    return LoadedData(records, list(problems), root, data, split or (None if data.is_dir() else data.stem))
+    records, problems, root, path = read_split(data, split)
+    return LoadedData(records, list(problems), root, path, split or (None if path.is_dir() else path.stem))

@@ -46,11 +46,11 @@ def wanted(record: dict, langs: list[str] | tuple[str, ...] | None, where: dict[
 
 def file_records(path: str, image_root: str | None) -> Iterator[tuple[str, dict | None, str | None, list[str]]]:
     """``data.io.iter_records`` of one data file, each valid record with its images as absolute paths
-    (relative to ``image_root``, or to the file's folder)."""
+    (relative to ``image_root``, or to the file's folder; a folder, such as a built corpus, is its own root)."""
     from doctorsun.data.io import iter_records
     from doctorsun.data.records import image_paths, resolve_image
 
-    root = Path(image_root) if image_root else Path(path).parent
+    root = Path(image_root) if image_root else Path(path) if Path(path).is_dir() else Path(path).parent
     for label, r, problem in iter_records(path, image_root=root):
         yield label, r, problem, [] if r is None else [str(resolve_image(p, root)) for p in image_paths(r)]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from doctorsun.data.converters.base import ConvertResult
 from doctorsun.errors import DoctorSunError
 
-__all__ = ["CONVERTERS", "ConvertResult", "convert", "describe"]
+__all__ = ["CONVERTERS", "ConvertResult", "convert", "describe", "read_set"]
 
 # name -> (module, one-line description)
 CONVERTERS: dict[str, tuple[str, str]] = {
@@ -66,3 +66,21 @@ def describe(name: str) -> str:
     module = _module(name)
     doc = inspect.getdoc(module.convert) or ""
     return f"{name}: {CONVERTERS[name][1]}\ndefault split: {module.DEFAULT_SPLIT}\n{doc}"
+
+
+def read_set(name: str, src: str | Path, split: str | None = None, **options) -> ConvertResult:
+    """Records of a named public set (its converter; ``split`` defaults to its test split for benchmarks),
+    or, for any other name (``file``, ``sunmed-vl-mini``), of a SunMed-VL / LLaVA / ShareGPT file, a folder
+    holding ``{split}.jsonl``, a built corpus or a saved dataset (``data.io.read_split``)."""
+    if name in CONVERTERS:
+        return convert(name, src, **({"split": split} if split else {}), **options)
+    from doctorsun.data.io import read_split
+
+    if options:
+        raise DoctorSunError(f"{name}: a record file takes no converter options ({', '.join(sorted(options))}); "
+                             f"known set names: {', '.join(CONVERTERS)}")
+    src = Path(src).expanduser()
+    if not src.exists():
+        raise DoctorSunError(f"{name}: not found: {src} ({name!r} is no set name, so it is read as a record file)")
+    records, problems, root, path = read_split(src, split)
+    return ConvertResult(records, list(problems), root, split or path.stem, name)

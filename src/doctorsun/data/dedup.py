@@ -1,0 +1,225 @@
+"""De-duplication of a corpus and decontamination against benchmarks' test items.
+
+Both work on ``Item``s (a record's id, absolute image paths and text key), never on whole records, so a
+million-record build keeps a few hundred bytes a record in memory; images are matched through
+``doctorsun.data.hashing`` (decoded pixels exactly, perceptual hash nearly).
+
+**Duplicates.** A VQA set asks ten questions of one image, so sharing an image does not make two records
+duplicates. Two records are duplicates when they say the same thing about the same picture: their images
+match (the same file, the same decoded pixels, or, with ``images="near"``, perceptual hashes within the
+threshold) and their normalised turns are equal. For the tasks in ``one_per_image`` (captions by default) a
+picture is kept once whatever the text: a caption corpus built from ROCO and PMC-OA must not hold the same
+figure twice under two wordings. The first record in input order is kept; each dropped one names its twin.
+
+**Contamination.** A training record is dropped when any of its images matches an image of a benchmark's
+test items (exactly or nearly), or when its normalised turns equal a text-only test item's (MedQA,
+PubMedQA, CMB, CMExam). Text is not compared for image questions: "Is this a CT scan? yes" about another
+image is no leak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from doctorsun.data.hashing import DEFAULT_THRESHOLD, HashCache, ImageHash, NearIndex, hash_images, text_key
+from doctorsun.data.records import image_paths, resolve_image
+from doctorsun.errors import DoctorSunError
+
+IMAGE_MODES = ("exact", "near", "path")
+"""How images are matched: decoded pixels, pixels or perceptual hash, or only the same file."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """What de-duplication needs of a record."""
+
+    id: str
+    images: tuple[str, ...]
+    """Absolute image paths."""
+    text: str
+    """``hashing.text_key`` of its turns."""
+    task: str = ""
+    source: str = ""
+
+
+def item_of(record: dict, image_root: str | Path | None, source: str | None = None) -> Item:
+    images = tuple(str(resolve_image(p, image_root).resolve()) for p in image_paths(record))
+    return Item(str(record["id"]), images, text_key(record), str(record.get("task", "")),
+                source if source is not None else str(record.get("source", "")))
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One record taken out, and why."""
+
+    id: str
+    reason: str
+    """``exact-image``, ``near-image``, ``same-text``, ``unreadable-image`` (de-duplication), or
+    ``benchmark-image``/``benchmark-text`` (decontamination)."""
+    twin: str | None = None
+    """The kept record (de-duplication) or the benchmark item (``BENCH:id``) it matched."""
+    detail: str = ""
+    """E.g. the Hamming distance of a near match, or the decoder's error."""
+    source: str = ""
+
+    def as_dict(self) -> dict:
+        out = {"id": self.id, "reason": self.reason, "twin": self.twin, "detail": self.detail}
+        if self.source:
+            out["source"] = self.source
+        return {k: v for k, v in out.items() if v not in (None, "")}
+
+
+@dataclass
+class ImageGroups:
+    """Every distinct image mapped to the first image (in input order) that it matches."""
+
+    canon: dict[str, str] = field(default_factory=dict)
+    how: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """path -> (``exact``/``near``, distance) for images that matched an earlier one."""
+
+
+def group_images(paths: Iterable[str], hashes: dict[str, ImageHash], mode: str = "near",
+                 threshold: int = DEFAULT_THRESHOLD) -> ImageGroups:
+    """Leader clustering in input order: each image joins the first earlier representative it matches
+    (same pixels, else nearest perceptual hash within ``threshold``) or becomes a representative."""
+    if mode not in IMAGE_MODES:
+        raise DoctorSunError(f"unknown image matching {mode!r} (known: {', '.join(IMAGE_MODES)})")
+    groups = ImageGroups()
+    by_pixels: dict[str, str] = {}
+    index = NearIndex(threshold)
+    for path in paths:
+        if path in groups.canon:
+            continue
+        h = hashes.get(path)
+        if mode == "path" or h is None:
+            groups.canon[path] = path
+            continue
+        if h.pixels in by_pixels:
+            groups.canon[path] = groups.canon[by_pixels[h.pixels]]
+            groups.how[path] = ("exact", 0)
+            continue
+        hit = index.nearest(h.phash) if mode == "near" else None
+        if hit is not None:
+            groups.canon[path] = hit[1]
+            groups.how[path] = ("near", hit[0])
+        else:
+            groups.canon[path] = path
+            index.add(h.phash, path)
+        by_pixels[h.pixels] = path
+    return groups
+
+
+Hashes = tuple[dict[str, ImageHash], dict[str, str]]
+"""``hash_images``'s result: path -> hashes, path -> why it could not be decoded."""
+
+
+def deduplicate(items: list[Item], *, images: str = "near", threshold: int = DEFAULT_THRESHOLD,
+                one_per_image: Iterable[str] = ("caption",), hashes: Hashes | None = None,
+                workers: int | None = None, cache: HashCache | None = None, progress: bool = False) -> list[Drop]:
+    """The records of ``items`` to drop as duplicates of earlier ones (and those whose image cannot be
+    decoded), in input order. ``images``: ``near`` (default), ``exact`` or ``path``; ``hashes``: the images'
+    hashes when already computed."""
+    paths = [p for it in items for p in it.images]
+    if hashes is None:
+        hashes = ({}, {}) if images == "path" else hash_images(
+            paths, workers=workers, cache=cache, progress="hashing images" if progress else None)
+    hashes, unreadable = hashes
+    groups = group_images(dict.fromkeys(p for p in paths if p not in unreadable), hashes, images, threshold)
+    per_image = set(one_per_image)
+    kept: dict[tuple, str] = {}
+    drops = []
+    for it in items:
+        bad = next((p for p in it.images if p in unreadable), None)
+        if bad is not None:
+            drops.append(Drop(it.id, "unreadable-image", None, unreadable[bad], it.source))
+            continue
+        canon = tuple(groups.canon[p] for p in it.images)
+        key = (canon, "" if it.task in per_image and canon else it.text, it.task if it.task in per_image else "")
+        twin = kept.setdefault(key, it.id)
+        if twin == it.id:
+            continue
+        matched = [groups.how[p] for p in it.images if p in groups.how]
+        if any(kind == "near" for kind, _ in matched):
+            reason, detail = "near-image", f"{max(d for _, d in matched)} bit(s) apart"
+        elif matched:
+            reason, detail = "exact-image", "same decoded pixels"
+        else:
+            reason, detail = "same-text", "same image file" if canon else "text only"
+        if it.task in per_image and canon:
+            detail += f"; one {it.task} per image"
+        drops.append(Drop(it.id, reason, twin, detail, it.source))
+    return drops
+
+
+@dataclass
+class BenchmarkIndex:
+    """The test items of the benchmarks a corpus is checked against."""
+
+    threshold: int = DEFAULT_THRESHOLD
+    near_images: bool = True
+    pixels: dict[str, str] = field(default_factory=dict)
+    """pixel hash -> ``BENCH:item id``."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """text key of a text-only item -> ``BENCH:item id``."""
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """bench -> {items, images, unreadable}."""
+    index: NearIndex = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        self.index = NearIndex(self.threshold)
+
+    def add(self, bench: str, items: list[Item], *, workers: int | None = None, cache: HashCache | None = None,
+            progress: bool = False) -> None:
+        hashes, unreadable = hash_images([p for it in items for p in it.images], workers=workers, cache=cache,
+                                         progress=f"hashing {bench} images" if progress else None)
+        owner: dict[str, str] = {}
+        for it in items:
+            for p in it.images:
+                owner.setdefault(p, f"{bench}:{it.id}")
+            if not it.images:
+                self.texts.setdefault(it.text, f"{bench}:{it.id}")
+        for path, label in owner.items():
+            h = hashes.get(path)
+            if h is not None and h.pixels not in self.pixels:
+                self.pixels[h.pixels] = label
+                self.index.add(h.phash, label)
+        self.counts[bench] = {"items": len(items), "images": len(owner), "unreadable_images": len(unreadable)}
+
+    def match(self, items: list[Item], *, hashes: Hashes | None = None, workers: int | None = None,
+              cache: HashCache | None = None, progress: bool = False) -> list[Drop]:
+        """The training ``items`` that overlap a benchmark (an unreadable image cannot match: de-duplication
+        and training report those)."""
+        if hashes is None:
+            hashes = hash_images([p for it in items for p in it.images], workers=workers, cache=cache,
+                                 progress="hashing training images" if progress else None)
+        hashes = hashes[0]
+        drops = []
+        for it in items:
+            hit = None
+            for p in it.images:
+                h = hashes.get(p)
+                if h is None:
+                    continue
+                if h.pixels in self.pixels:
+                    hit = Drop(it.id, "benchmark-image", self.pixels[h.pixels], "same decoded pixels", it.source)
+                    break
+                near = self.index.nearest(h.phash) if self.near_images else None
+                if near is not None:
+                    hit = Drop(it.id, "benchmark-image", near[1], f"{near[0]} bit(s) apart", it.source)
+                    break
+            if hit is None and it.text in self.texts:
+                hit = Drop(it.id, "benchmark-text", self.texts[it.text], "same question and answer", it.source)
+            if hit is not None:
+                drops.append(hit)
+        return drops
+
+
+def per_benchmark(drops: list[Drop]) -> dict[str, int]:
+    """Dropped records by the benchmark they matched."""
+    counts: dict[str, int] = {}
+    for d in drops:
+        bench = (d.twin or "").partition(":")[0]
+        counts[bench] = counts.get(bench, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,212 @@
+"""Content hashes of images and texts, and the near-duplicate index that de-duplication and
+decontamination share.
+
+- **Pixel hash**: SHA-256 of the decoded 8-bit RGB pixels and the size (``load_image``, so a DICOM, a PNG
+  and a lossless re-encoding of the same picture hash alike; the file's bytes do not matter).
+- **Perceptual hash**: the 64-bit DCT hash of ``imagehash.phash``; two images within ``threshold`` bits
+  (Hamming distance) are near duplicates (a JPEG re-encoding, a 1-pixel resize, a small crop).
+- **Text key**: the turns after normalisation (NFKC, case folded, punctuation and whitespace removed, the
+  image placeholder and the prompt builder's fixed instructions taken out), so the same question and answer
+  written by two sets with different punctuation or prompt wording match.
+
+``NearIndex`` finds every stored hash within ``threshold`` bits of a query without comparing against all:
+the 64 bits are cut into ``threshold + 1`` bands, and two hashes that differ in at most ``threshold`` bits
+agree exactly on at least one band (pigeonhole), so only hashes sharing a band are compared. Its cost grows
+with the number of images that share a band, not with the square of the corpus.
+
+Hashes are cached in SQLite by file path, size and modification time, so a re-build decodes nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+import unicodedata
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from doctorsun.data.prompts import CAPTION_REQUEST, CLOSED_SUFFIX, MCQ_SUFFIX, OPTIONS_HEADER
+from doctorsun.model.chat import IMAGE_TOKEN
+
+BITS = 64
+DEFAULT_THRESHOLD = 6
+"""Hamming distance (of 64 bits) up to which two images are near duplicates. Measured on the real images
+installed here (pydicom's and scikit-image's, 200 px and up): a 1-pixel resize moves the hash 0-2 bits, a
+JPEG re-encoding at quality 75 0-6 bits, while two different pictures were 18 or more bits apart. Images
+under ~100 px of flat colour have unstable hashes (a resize can move them 24 bits): raise the threshold
+only with care, since medical images of one kind look alike."""
+
+
+@dataclass(frozen=True)
+class ImageHash:
+    """One decoded image's hashes."""
+
+    pixels: str
+    """SHA-256 hex of the decoded RGB pixels and the size."""
+    phash: int
+    """64-bit perceptual hash."""
+
+
+def hash_image(path: str | Path) -> ImageHash:
+    """Decode ``path`` with ``load_image`` and hash it; raises ``DoctorSunError`` naming the file."""
+    import imagehash
+    import numpy as np
+
+    from doctorsun.data.image import load_image
+
+    image = load_image(path)
+    data = np.asarray(image, dtype=np.uint8)
+    digest = hashlib.sha256(f"{image.width}x{image.height}:".encode() + data.tobytes()).hexdigest()
+    bits = imagehash.phash(image).hash.flatten()
+    return ImageHash(digest, int("".join("1" if b else "0" for b in bits), 2))
+
+
+class HashCache:
+    """``ImageHash`` by (resolved path, size, mtime) in a SQLite file; thread safe. ``None``: no cache."""
+
+    def __init__(self, path: str | Path | None):
+        self._db = None
+        self._lock = threading.Lock()
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False)
+            self._db.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, "
+                             "mtime INTEGER, pixels TEXT, phash TEXT)")
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[str, int, int]:
+        st = path.stat()
+        return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+    def get(self, path: Path) -> ImageHash | None:
+        if self._db is None:
+            return None
+        key, size, mtime = self._stamp(path)
+        with self._lock:
+            row = self._db.execute("SELECT size, mtime, pixels, phash FROM hashes WHERE path = ?",
+                                   (key,)).fetchone()
+        if row is None or row[0] != size or row[1] != mtime:
+            return None
+        return ImageHash(row[2], int(row[3], 16))
+
+    def put(self, path: Path, value: ImageHash) -> None:
+        if self._db is None:
+            return
+        key, size, mtime = self._stamp(path)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?)",
+                             (key, size, mtime, value.pixels, f"{value.phash:016x}"))
+
+    def close(self) -> None:
+        if self._db is not None:
+            with self._lock:
+                self._db.commit()
+                self._db.close()
+            self._db = None
+
+
+def hash_images(paths: Iterable[str | Path], *, workers: int | None = None, cache: HashCache | None = None,
+                progress: str | None = None) -> tuple[dict[str, ImageHash], dict[str, str]]:
+    """Hash each distinct path once, ``workers`` threads in parallel (decoders release the GIL).
+
+    Returns ``(hashes, unreadable)``: path -> ``ImageHash``, and path -> why it could not be decoded."""
+    from tqdm.auto import tqdm
+
+    distinct = sorted({str(p) for p in paths})
+    cache = cache or HashCache(None)
+
+    def one(path: str):
+        p = Path(path)
+        try:
+            cached = cache.get(p)
+            if cached is not None:
+                return cached, None
+            value = hash_image(p)
+            cache.put(p, value)
+            return value, None
+        except Exception as exc:  # an unreadable image drops its records, never the run
+            return None, str(exc)
+
+    hashes: dict[str, ImageHash] = {}
+    unreadable: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        results = pool.map(one, distinct)
+        for path, (value, why) in tqdm(zip(distinct, results, strict=True), total=len(distinct),
+                                       desc=progress or "hashing images", disable=progress is None,
+                                       unit="img"):
+            if value is None:
+                unreadable[path] = why
+            else:
+                hashes[path] = value
+    return hashes, unreadable
+
+
+class NearIndex:
+    """Perceptual hashes with a label each; ``near(h)`` finds the stored ones within ``threshold`` bits."""
+
+    def __init__(self, threshold: int = DEFAULT_THRESHOLD):
+        if not 0 <= threshold < BITS:
+            raise ValueError(f"threshold must be in 0..{BITS - 1}, not {threshold}")
+        self.threshold = threshold
+        n = threshold + 1
+        edges = [round(i * BITS / n) for i in range(n + 1)]
+        self._bands = [(lo, (1 << (hi - lo)) - 1) for lo, hi in zip(edges, edges[1:], strict=False)]
+        self._tables: list[dict[int, list[int]]] = [{} for _ in self._bands]
+        self.hashes: list[int] = []
+        self.labels: list[object] = []
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def add(self, phash: int, label: object) -> None:
+        i = len(self.hashes)
+        self.hashes.append(phash)
+        self.labels.append(label)
+        for table, (shift, mask) in zip(self._tables, self._bands, strict=True):
+            table.setdefault((phash >> shift) & mask, []).append(i)
+
+    def near(self, phash: int) -> list[tuple[int, object]]:
+        """``(distance, label)`` of every stored hash within the threshold, nearest first, then oldest."""
+        seen: set[int] = set()
+        found = []
+        for table, (shift, mask) in zip(self._tables, self._bands, strict=True):
+            for i in table.get((phash >> shift) & mask, ()):
+                if i not in seen:
+                    seen.add(i)
+                    d = (self.hashes[i] ^ phash).bit_count()
+                    if d <= self.threshold:
+                        found.append((d, i))
+        return [(d, self.labels[i]) for d, i in sorted(found)]
+
+    def nearest(self, phash: int) -> tuple[int, object] | None:
+        hits = self.near(phash)
+        return hits[0] if hits else None
+
+
+_FIXED = sorted({*CLOSED_SUFFIX.values(), *MCQ_SUFFIX.values(), *OPTIONS_HEADER.values()}, key=len, reverse=True)
+_DROP = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def normalise_text(text: str) -> str:
+    """Text reduced to what carries meaning: NFKC, case folded, the image placeholder and the prompt builder's
+    fixed instructions removed, punctuation, symbols and whitespace dropped (CJK and digits kept)."""
+    text = unicodedata.normalize("NFKC", text or "").replace(IMAGE_TOKEN, " ")
+    for fixed in _FIXED:
+        text = text.replace(unicodedata.normalize("NFKC", fixed), " ")
+    return _DROP.sub("", text.casefold())
+
+
+def text_key(record: dict) -> str:
+    """A hash of the record's normalised question(s) and answer(s), role by role; the caption request
+    counts as no question (two captions of one image differ only in their answers)."""
+    requests = {normalise_text(t) for t in CAPTION_REQUEST.values()}
+    parts = []
+    for turn in record.get("conversations") or []:
+        value = normalise_text(str(turn.get("value", "")))
+        parts.append(f"{turn.get('from')}:{'' if value in requests else value}")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
