@@ -168,7 +168,7 @@ def _build(m: Manifest, tmp: Path, out: Path, workers, cache: HashCache, progres
     medical = [p for p in picked if p[0] not in general_idx] + translated
     general = [p for p in picked if p[0] in general_idx]
     if m.ratio is not None and general:
-        chosen, order, counts = mix_plan(len(medical), len(general), m.ratio, m.seed)
+        chosen, order, counts = mix_plan(len(medical), len(general), m.ratio, m.seed, m.replace)
         pool = medical + [general[i] for i in chosen]
         final = [pool[i] for i in order]
         steps["mix"] = counts

@@ -8,7 +8,7 @@ million-record build keeps a few hundred bytes a record in memory; images are ma
 duplicates. Two records are duplicates when they say the same thing about the same picture: their images
 match (the same file, the same decoded pixels, or, with ``images="near"``, perceptual hashes within the
 threshold) and their normalised turns are equal. For the tasks in ``one_per_image`` (captions by default) a
-picture is kept once whatever the text: a caption corpus built from ROCO and PMC-OA must not hold the same
+picture is kept once per language whatever the text: a caption corpus built from ROCO and PMC-OA must not hold the same
 figure twice under two wordings. The first record in input order is kept; each dropped one names its twin.
 
 **Contamination.** A training record is dropped when any of its images matches an image of a benchmark's
@@ -42,12 +42,13 @@ class Item:
     """``hashing.text_key`` of its turns."""
     task: str = ""
     source: str = ""
+    lang: str = ""
 
 
 def item_of(record: dict, image_root: str | Path | None, source: str | None = None) -> Item:
     images = tuple(str(resolve_image(p, image_root).resolve()) for p in image_paths(record))
     return Item(str(record["id"]), images, text_key(record), str(record.get("task", "")),
-                source if source is not None else str(record.get("source", "")))
+                source if source is not None else str(record.get("source", "")), str(record.get("lang", "")))
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class Drop:
 
     id: str
     reason: str
-    """``exact-image``, ``near-image``, ``same-text``, ``unreadable-image`` (de-duplication), or
+    """``exact-image``, ``near-image``, ``same-image`` (one per image), ``same-text``, ``unreadable-image``
+    (de-duplication), or
     ``benchmark-image``/``benchmark-text`` (decontamination)."""
     twin: str | None = None
     """The kept record (de-duplication) or the benchmark item (``BENCH:id``) it matched."""
@@ -136,7 +138,8 @@ def deduplicate(items: list[Item], *, images: str = "near", threshold: int = DEF
             drops.append(Drop(it.id, "unreadable-image", None, unreadable[bad], it.source))
             continue
         canon = tuple(groups.canon[p] for p in it.images)
-        key = (canon, "" if it.task in per_image and canon else it.text, it.task if it.task in per_image else "")
+        one = it.task in per_image and bool(canon)
+        key = (canon, it.lang, it.task) if one else (canon, it.text)
         twin = kept.setdefault(key, it.id)
         if twin == it.id:
             continue
@@ -145,10 +148,12 @@ def deduplicate(items: list[Item], *, images: str = "near", threshold: int = DEF
             reason, detail = "near-image", f"{max(d for _, d in matched)} bit(s) apart"
         elif matched:
             reason, detail = "exact-image", "same decoded pixels"
+        elif one:
+            reason, detail = "same-image", "same image file"
         else:
             reason, detail = "same-text", "same image file" if canon else "text only"
-        if it.task in per_image and canon:
-            detail += f"; one {it.task} per image"
+        if one:
+            detail += f"; one {it.task} per image and language"
         drops.append(Drop(it.id, reason, twin, detail, it.source))
     return drops
 

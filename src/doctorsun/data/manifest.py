@@ -4,6 +4,7 @@
 name: sunmed-vl
 seed: 0
 ratio: "1:0.5"                 # medical:general (general sources are drawn to this); omit to use them all
+replace: false                 # draw general records with replacement when the ratio needs more
 sources:
   - name: vqa-rad              # unique label (default: the converter's name)
     converter: vqa-rad         # a `doctorsun data sets` name, or `file` for a SunMed-VL / LLaVA / ShareGPT file
@@ -102,6 +103,8 @@ class Manifest:
     name: str = "sunmed-vl"
     seed: int = 0
     ratio: str | None = None
+    replace: bool = False
+    """Draw general records with replacement when the ratio needs more than there are."""
     dedup: Dedup | None = field(default_factory=Dedup)
     decontaminate: Decontaminate | None = None
     translate: Translate | None = None
