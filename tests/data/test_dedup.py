@@ -15,7 +15,7 @@ import skimage
 from doctorsun.data.converters import read_set
 from doctorsun.data.converters.base import caption_record, mcq_record, vqa_record
 from doctorsun.data.dedup import BenchmarkIndex, Item, deduplicate, item_of
-from doctorsun.data.hashing import NearIndex, hash_image, normalise_text, text_key
+from doctorsun.data.hashing import hash_image, near_pairs, normalise_text, text_key
 from doctorsun.data.image import load_image
 from doctorsun.data.io import read_records, write_records
 from tests.fixtures import public_sets as ps
@@ -48,17 +48,19 @@ def test_pixel_hash_ignores_the_encoding_and_phash_survives_resize_and_jpeg(tmp_
 
 
 @pytest.mark.parametrize("threshold", [0, 3, 6, 10])
-def test_near_index_finds_exactly_what_brute_force_finds(threshold):
+def test_near_pairs_are_exactly_what_all_pairs_comparison_finds(threshold):
     rng = random.Random(threshold)
     stored = [rng.getrandbits(64) for _ in range(400)]
-    # plant near neighbours so that every distance up to the threshold occurs
+    # plant near neighbours so that every distance up to past the threshold occurs
     stored += [s ^ sum(1 << b for b in rng.sample(range(64), rng.randint(0, threshold + 2))) for s in stored[:200]]
-    index = NearIndex(threshold)
-    for i, s in enumerate(stored):
-        index.add(s, i)
-    for q in stored[::7] + [rng.getrandbits(64) for _ in range(50)]:
-        brute = sorted(((s ^ q).bit_count(), i) for i, s in enumerate(stored) if (s ^ q).bit_count() <= threshold)
-        assert index.near(q) == brute
+    queries = stored[::7] + [rng.getrandbits(64) for _ in range(50)]
+    qi, si, d = near_pairs(queries, stored, threshold)
+    brute = sorted((i, j, (s ^ q).bit_count()) for i, q in enumerate(queries) for j, s in enumerate(stored)
+                   if (s ^ q).bit_count() <= threshold)
+    assert sorted(zip(qi.tolist(), si.tolist(), d.tolist(), strict=True)) == brute
+    qi, si, _ = near_pairs(stored, stored, threshold, earlier_only=True)
+    assert len(qi) == sum(1 for i, q in enumerate(stored) for s in stored[:i] if (s ^ q).bit_count() <= threshold)
+    assert (si < qi).all()
 
 
 def test_text_normalisation_ignores_case_punctuation_and_prompt_wording():

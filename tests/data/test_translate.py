@@ -55,8 +55,9 @@ class Endpoint:
                     time.sleep(60)
                     return
                 time.sleep(outer.delay)
-                if any(s in text for s in outer.fail_always) or (any(s in text for s in outer.fail_once) and n == 1):
-                    status, reply = (400 if any(s in text for s in outer.fail_always) else 503), {"error": "no"}
+                always = any(s in text for s in outer.fail_always)
+                if always or (any(s in text for s in outer.fail_once) and n == 1):
+                    status, reply = (400 if always else 503), {"error": "no"}
                 else:
                     out = "nothing useful" if any(s in text for s in outer.garbage) else f"译文{text}"
                     status, reply = 200, {"choices": [{"message": {"role": "assistant", "content": out}}]}
@@ -91,9 +92,9 @@ def _records(n: int) -> list[dict]:
                           lang="en", image="img.png"))
     out.append(mcq_record("mcq1", "Which modality is shown?", ["CT", "MRI", "X-ray"], [1], source="pmc-vqa",
                           lang="en", image="img.png"))
-    out.append({"id": "dlg1", "conversations": [{"from": "human", "value": "I have a fever of 39 degrees."},
-                                                  {"from": "gpt", "value": "Drink water; see a doctor if it lasts 3 days."}],
-                "lang": "en", "source": "dialogue", "task": "dialogue"})
+    turns = [{"from": "human", "value": "I have a fever of 39 degrees."},
+             {"from": "gpt", "value": "Drink water; see a doctor if it lasts 3 days."}]
+    out.append({"id": "dlg1", "conversations": turns, "lang": "en", "source": "dialogue", "task": "dialogue"})
     return out
 
 
@@ -137,7 +138,8 @@ def test_translation_rebuilds_records_and_reports_failures(tmp_path):
     assert ep.attempts["Is lesion 1 larger than 3 cm?"] == 2  # the 503 was retried, then answered
     q1 = by_id["q1@zh"]
     assert q1["lang"] == "zh" and q1["conversations"][1]["value"] == "是"
-    assert q1["conversations"][0]["value"] == "<image>\n请用“是”或“否”回答下面的问题。\n译文Is lesion 1 larger than 3 cm?"
+    assert q1["conversations"][0]["value"] == \
+        "<image>\n请用“是”或“否”回答下面的问题。\n译文Is lesion 1 larger than 3 cm?"
     assert q1["meta"]["translated_from"]["id"] == "q1" and q1["meta"]["translated_from"]["model"] == "mt"
     m = by_id["mcq1@zh"]
     assert m["choices"] == ["译文CT", "译文MRI", "译文X-ray"] and m["conversations"][1]["value"] == "B. 译文MRI"

@@ -23,7 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from doctorsun.data.hashing import DEFAULT_THRESHOLD, HashCache, ImageHash, NearIndex, hash_images, text_key
+from doctorsun.data.hashing import (
+    DEFAULT_THRESHOLD,
+    HashCache,
+    ImageHash,
+    hash_images,
+    near_pairs,
+    nearest,
+    text_key,
+)
 from doctorsun.data.records import image_paths, resolve_image
 from doctorsun.errors import DoctorSunError
 
@@ -84,32 +92,42 @@ class ImageGroups:
 
 def group_images(paths: Iterable[str], hashes: dict[str, ImageHash], mode: str = "near",
                  threshold: int = DEFAULT_THRESHOLD) -> ImageGroups:
-    """Leader clustering in input order: each image joins the first earlier representative it matches
-    (same pixels, else nearest perceptual hash within ``threshold``) or becomes a representative."""
+    """Leader clustering in input order: each image joins the first earlier image of the same pixels, else
+    the nearest earlier representative within ``threshold`` bits (ties: the oldest), or becomes a
+    representative. The near pairs are found in one vectorised pass (``hashing.near_pairs``)."""
     if mode not in IMAGE_MODES:
         raise DoctorSunError(f"unknown image matching {mode!r} (known: {', '.join(IMAGE_MODES)})")
     groups = ImageGroups()
     by_pixels: dict[str, str] = {}
-    index = NearIndex(threshold)
-    for path in paths:
-        if path in groups.canon:
-            continue
+    distinct: list[str] = []  # first image of each pixel content, in input order
+    for path in dict.fromkeys(paths):
         h = hashes.get(path)
         if mode == "path" or h is None:
             groups.canon[path] = path
-            continue
-        if h.pixels in by_pixels:
-            groups.canon[path] = groups.canon[by_pixels[h.pixels]]
+        elif h.pixels in by_pixels:
             groups.how[path] = ("exact", 0)
-            continue
-        hit = index.nearest(h.phash) if mode == "near" else None
-        if hit is not None:
-            groups.canon[path] = hit[1]
-            groups.how[path] = ("near", hit[0])
+            groups.canon[path] = by_pixels[h.pixels]  # resolved to its representative below
         else:
+            by_pixels[h.pixels] = path
+            distinct.append(path)
             groups.canon[path] = path
-            index.add(h.phash, path)
-        by_pixels[h.pixels] = path
+    if mode == "near" and distinct:
+        qi, si, d = near_pairs([hashes[p].phash for p in distinct], [hashes[p].phash for p in distinct],
+                               threshold, earlier_only=True)
+        earlier: dict[int, list[tuple[int, int]]] = {}
+        for a, b, dist in zip(qi.tolist(), si.tolist(), d.tolist(), strict=True):
+            earlier.setdefault(a, []).append((dist, b))
+        leader = list(range(len(distinct)))
+        for j in sorted(earlier):
+            reps = [(dist, i) for dist, i in earlier[j] if leader[i] == i]
+            if reps:
+                dist, i = min(reps)
+                leader[j] = i
+                groups.canon[distinct[j]] = distinct[i]
+                groups.how[distinct[j]] = ("near", dist)
+    for path, how in groups.how.items():
+        if how[0] == "exact":
+            groups.canon[path] = groups.canon[groups.canon[path]]
     return groups
 
 
@@ -170,10 +188,8 @@ class BenchmarkIndex:
     """text key of a text-only item -> ``BENCH:item id``."""
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """bench -> {items, images, unreadable}."""
-    index: NearIndex = None  # type: ignore[assignment]
-
-    def __post_init__(self):
-        self.index = NearIndex(self.threshold)
+    phashes: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
     def add(self, bench: str, items: list[Item], *, workers: int | None = None, cache: HashCache | None = None,
             progress: bool = False) -> None:
@@ -189,7 +205,8 @@ class BenchmarkIndex:
             h = hashes.get(path)
             if h is not None and h.pixels not in self.pixels:
                 self.pixels[h.pixels] = label
-                self.index.add(h.phash, label)
+                self.phashes.append(h.phash)
+                self.labels.append(label)
         self.counts[bench] = {"items": len(items), "images": len(owner), "unreadable_images": len(unreadable)}
 
     def match(self, items: list[Item], *, hashes: Hashes | None = None, workers: int | None = None,
@@ -200,6 +217,11 @@ class BenchmarkIndex:
             hashes = hash_images([p for it in items for p in it.images], workers=workers, cache=cache,
                                  progress="hashing training images" if progress else None)
         hashes = hashes[0]
+        paths = [p for p in dict.fromkeys(p for it in items for p in it.images) if p in hashes]
+        near = {}
+        if self.near_images and self.phashes:
+            found = nearest([hashes[p].phash for p in paths], self.phashes, self.threshold)
+            near = {paths[q]: (dist, self.labels[i]) for q, (dist, i) in found.items()}
         drops = []
         for it in items:
             hit = None
@@ -210,9 +232,8 @@ class BenchmarkIndex:
                 if h.pixels in self.pixels:
                     hit = Drop(it.id, "benchmark-image", self.pixels[h.pixels], "same decoded pixels", it.source)
                     break
-                near = self.index.nearest(h.phash) if self.near_images else None
-                if near is not None:
-                    hit = Drop(it.id, "benchmark-image", near[1], f"{near[0]} bit(s) apart", it.source)
+                if p in near:
+                    hit = Drop(it.id, "benchmark-image", near[p][1], f"{near[p][0]} bit(s) apart", it.source)
                     break
             if hit is None and it.text in self.texts:
                 hit = Drop(it.id, "benchmark-text", self.texts[it.text], "same question and answer", it.source)

@@ -9,10 +9,10 @@ decontamination share.
   image placeholder and the prompt builder's fixed instructions taken out), so the same question and answer
   written by two sets with different punctuation or prompt wording match.
 
-``NearIndex`` finds every stored hash within ``threshold`` bits of a query without comparing against all:
-the 64 bits are cut into ``threshold + 1`` bands, and two hashes that differ in at most ``threshold`` bits
-agree exactly on at least one band (pigeonhole), so only hashes sharing a band are compared. Its cost grows
-with the number of images that share a band, not with the square of the corpus.
+``near_pairs`` finds every pair of hashes within ``threshold`` bits without comparing all against all
+(multi-index hashing): the 64 bits are cut into ``m`` bands, two hashes within ``threshold`` bits are within
+``threshold // m`` bits on at least one band (pigeonhole), so only hashes that meet on a probed band value
+are compared, all of it vectorised in numpy. ``benchmarks/corpus_scale.py`` measures its growth.
 
 Hashes are cached in SQLite by file path, size and modification time, so a re-build decodes nothing twice.
 """
@@ -20,12 +20,14 @@ Hashes are cached in SQLite by file path, size and modification time, so a re-bu
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import os
 import re
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,46 +148,85 @@ def hash_images(paths: Iterable[str | Path], *, workers: int | None = None, cach
     return hashes, unreadable
 
 
-class NearIndex:
-    """Perceptual hashes with a label each; ``near(h)`` finds the stored ones within ``threshold`` bits."""
+def _plan(threshold: int, n_queries: int, n_stored: int) -> tuple[int, int]:
+    """``(bands, radius)`` of the cheapest exact multi-index search: with ``m`` bands, two hashes within
+    ``threshold`` bits are within ``threshold // m`` bits on at least one band, so each band is probed at
+    every value within that radius. Each probe costs two binary searches per query, and each hash met on a
+    probed value about eight array operations to check (measured by ``benchmarks/corpus_scale.py``)."""
+    best = None
+    for m in range(1, min(threshold + 1, 16) + 1):
+        width, radius = BITS // m, threshold // m
+        probes = sum(math.comb(width, i) for i in range(radius + 1))
+        if probes > 50_000:
+            continue
+        cost = m * probes * n_queries * (2 * math.log2(n_stored + 1) + 8 * n_stored / 2 ** width)
+        if best is None or cost < best[0]:
+            best = (cost, m, radius)
+    return best[1], best[2]
 
-    def __init__(self, threshold: int = DEFAULT_THRESHOLD):
-        if not 0 <= threshold < BITS:
-            raise ValueError(f"threshold must be in 0..{BITS - 1}, not {threshold}")
-        self.threshold = threshold
-        n = threshold + 1
-        edges = [round(i * BITS / n) for i in range(n + 1)]
-        self._bands = [(lo, (1 << (hi - lo)) - 1) for lo, hi in zip(edges, edges[1:], strict=False)]
-        self._tables: list[dict[int, list[int]]] = [{} for _ in self._bands]
-        self.hashes: list[int] = []
-        self.labels: list[object] = []
 
-    def __len__(self) -> int:
-        return len(self.hashes)
+def _flips(width: int, radius: int) -> Iterator[int]:
+    for r in range(radius + 1):
+        for bits in itertools.combinations(range(width), r):
+            yield sum(1 << b for b in bits)
 
-    def add(self, phash: int, label: object) -> None:
-        i = len(self.hashes)
-        self.hashes.append(phash)
-        self.labels.append(label)
-        for table, (shift, mask) in zip(self._tables, self._bands, strict=True):
-            table.setdefault((phash >> shift) & mask, []).append(i)
 
-    def near(self, phash: int) -> list[tuple[int, object]]:
-        """``(distance, label)`` of every stored hash within the threshold, nearest first, then oldest."""
-        seen: set[int] = set()
-        found = []
-        for table, (shift, mask) in zip(self._tables, self._bands, strict=True):
-            for i in table.get((phash >> shift) & mask, ()):
-                if i not in seen:
-                    seen.add(i)
-                    d = (self.hashes[i] ^ phash).bit_count()
-                    if d <= self.threshold:
-                        found.append((d, i))
-        return [(d, self.labels[i]) for d, i in sorted(found)]
+def near_pairs(queries, stored, threshold: int = DEFAULT_THRESHOLD, *, earlier_only: bool = False):
+    """Every ``(query index, stored index, distance)`` with the two 64-bit hashes within ``threshold`` bits,
+    as three numpy arrays, found by multi-index hashing (exact: the same pairs as comparing all against all).
 
-    def nearest(self, phash: int) -> tuple[int, object] | None:
-        hits = self.near(phash)
-        return hits[0] if hits else None
+    ``earlier_only`` (for ``stored`` = ``queries``): only pairs whose stored index is below the query's.
+    Vectorised: each band costs a sort, and each probed value a ``searchsorted`` over all queries, so the
+    time grows with N log N and with the pairs found, not with N squared."""
+    import numpy as np
+
+    if not 0 <= threshold < BITS:
+        raise ValueError(f"threshold must be in 0..{BITS - 1}, not {threshold}")
+    q = np.asarray([int(h) for h in queries], dtype=np.uint64)
+    s = np.asarray([int(h) for h in stored], dtype=np.uint64)
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(q) or not len(s):
+        return empty, empty, empty
+    m, radius = _plan(threshold, len(q), len(s))
+    edges = [round(i * BITS / m) for i in range(m + 1)]
+    found_q, found_s = [], []
+    for lo, hi in itertools.pairwise(edges):
+        mask = np.uint64((1 << (hi - lo)) - 1)
+        sb = (s >> np.uint64(lo)) & mask
+        order = np.argsort(sb, kind="stable")
+        sorted_sb = sb[order]
+        qb = (q >> np.uint64(lo)) & mask
+        for flip in _flips(hi - lo, radius):
+            keys = qb ^ np.uint64(flip)
+            left = np.searchsorted(sorted_sb, keys, "left")
+            count = np.searchsorted(sorted_sb, keys, "right") - left
+            hit = np.nonzero(count)[0]
+            if not hit.size:
+                continue
+            n = count[hit]
+            qi = np.repeat(hit, n)
+            si = order[np.repeat(left[hit], n) + np.arange(qi.size) - np.repeat(np.cumsum(n) - n, n)]
+            keep = np.bitwise_count(q[qi] ^ s[si]) <= threshold  # checked per probe: few survive
+            if earlier_only:
+                keep &= si < qi
+            found_q.append(qi[keep])
+            found_s.append(si[keep])
+    if not found_q:
+        return empty, empty, empty
+    pair = np.unique(np.concatenate(found_q).astype(np.int64) * len(s) + np.concatenate(found_s))
+    qi, si = pair // len(s), pair % len(s)
+    return qi, si, np.bitwise_count(q[qi] ^ s[si]).astype(np.int64)
+
+
+def nearest(queries, stored, threshold: int = DEFAULT_THRESHOLD) -> dict[int, tuple[int, int]]:
+    """query index -> ``(distance, stored index)`` of its nearest stored hash within ``threshold`` (ties:
+    the lowest stored index)."""
+    qi, si, d = near_pairs(queries, stored, threshold)
+    best: dict[int, tuple[int, int]] = {}
+    for a, b, dist in zip(qi.tolist(), si.tolist(), d.tolist(), strict=True):
+        if a not in best or (dist, b) < best[a]:
+            best[a] = (dist, b)
+    return best
 
 
 _FIXED = sorted({*CLOSED_SUFFIX.values(), *MCQ_SUFFIX.values(), *OPTIONS_HEADER.values()}, key=len, reverse=True)

@@ -8,7 +8,7 @@ replace: false                 # draw general records with replacement when the 
 sources:
   - name: vqa-rad              # unique label (default: the converter's name)
     converter: vqa-rad         # a `doctorsun data sets` name, or `file` for a SunMed-VL / LLaVA / ShareGPT file
-    path: raw/vqa-rad          # relative paths start at the manifest's folder
+    path: raw/vqa-rad          # relative paths start at the current directory (as in recipes)
     split: train
     options: {}                # the converter's own options
     langs: [en]                # keep only these languages
@@ -110,7 +110,7 @@ class Manifest:
     translate: Translate | None = None
     shard_size: int = 100_000
     base_dir: str = ""
-    """Folder relative paths start at (the manifest's; not part of the saved manifest)."""
+    """Folder relative paths start at (the current directory, as for recipes; not saved)."""
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()
@@ -210,7 +210,9 @@ def manifest_from_dict(data: dict, base_dir: str | Path = ".") -> Manifest:
     return m
 
 
-def load_manifest(path: str | Path) -> Manifest:
+def load_manifest(path: str | Path, base_dir: str | Path | None = None) -> Manifest:
+    """Read and validate a manifest; relative paths in it start at ``base_dir`` (default: the current
+    directory, as in recipes)."""
     path = Path(path)
     if not path.is_file():
         raise DoctorSunError(f"manifest not found: {path}")
@@ -218,7 +220,7 @@ def load_manifest(path: str | Path) -> Manifest:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise DoctorSunError(f"manifest {path} is not valid YAML: {exc}") from None
-    return manifest_from_dict(data or {}, path.parent)
+    return manifest_from_dict(data or {}, Path.cwd() if base_dir is None else base_dir)
 
 
 def manifest_text(m: Manifest) -> str:
