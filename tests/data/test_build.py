@@ -183,3 +183,18 @@ def test_the_reference_manifest_is_valid():
     m = load_manifest(root)
     assert m.ratio == "1:0.5" and m.general() and m.decontaminate is not None
     assert {"pmc-oa", "pmc-vqa", "vqa-rad", "slake", "pathvqa", "llava-med"} <= {s.converter for s in m.sources}
+
+
+def test_a_stream_gets_the_built_folder_as_its_shards(built, tmp_path):
+    from doctorsun.data.io import expand_corpora
+
+    card = json.loads((built / "card.json").read_text())
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("")
+    assert expand_corpora([str(built), str(plain)]) == [str(built / s["file"]) for s in card["shards"]] + [str(plain)]
+    (built / card["shards"][-1]["file"]).rename(tmp_path / "moved.jsonl")
+    try:
+        with pytest.raises(DoctorSunError, match="missing"):
+            expand_corpora([built])
+    finally:
+        (tmp_path / "moved.jsonl").rename(built / card["shards"][-1]["file"])

@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     p.add_argument("--retries", type=int, default=5, help="retries of a failed request (default 5)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="longest translation asked for (default 1024)")
     return sub
 
 
@@ -250,7 +251,8 @@ def _translate(args) -> int:
     for where, reason in problems:
         print(f"skipped {where}: {reason}")
     root = args.file if args.file.is_dir() else args.file.parent
-    client = ChatClient(args.endpoint, args.model, key, timeout=args.timeout, retries=args.retries)
+    client = ChatClient(args.endpoint, args.model, key, timeout=args.timeout, retries=args.retries,
+                        max_tokens=args.max_tokens)
     cache = Cache(args.cache or args.out.with_name(args.out.name + ".cache.jsonl"))
     try:
         done, report = translate_records(records, args.to, client, cache, concurrency=args.concurrency,

@@ -92,6 +92,16 @@ def corpus_shards(folder: str | Path) -> list[Path]:
     return [folder / n for n in names]
 
 
+def expand_corpora(paths: Iterable[str | Path]) -> list[str]:
+    """``paths`` with each built corpus folder replaced by its shards (so a stream can hand them to
+    different processes and workers); other paths as they are."""
+    out = []
+    for p in paths:
+        is_corpus = Path(p).is_dir() and (Path(p) / CARD).is_file()
+        out += [str(s) for s in corpus_shards(p)] if is_corpus else [str(p)]
+    return out
+
+
 def read_split(data: str | Path, split: str | None = None) -> tuple[list[dict], list[Problem], Path, Path]:
     """A SunMed-VL file (images relative to its folder), a folder holding ``{split}.jsonl`` (default
     ``test``), a built corpus folder, or a saved Hugging Face dataset folder (images relative to it).

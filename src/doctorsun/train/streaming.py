@@ -68,6 +68,7 @@ def stream(data: DataConfig, tok: ChatTokenizer, seed: int, rank: int = 0, world
     from datasets import IterableDataset, interleave_datasets
     from datasets.distributed import split_dataset_by_node
 
+    from doctorsun.data.io import expand_corpora
     from doctorsun.data.mix import parse_ratio
     from doctorsun.train.data import arrow_features
 
@@ -76,7 +77,7 @@ def stream(data: DataConfig, tok: ChatTokenizer, seed: int, rank: int = 0, world
     def part(files: list[str], where: dict | None):
         ds = IterableDataset.from_generator(_samples, features=features, gen_kwargs={
             # Only ``files`` is a list: datasets makes one shard per item of every list argument.
-            "files": list(files), "image_root": data.image_root, "langs": tuple(data.langs or ()), "where": where,
+            "files": expand_corpora(files), "image_root": data.image_root, "langs": tuple(data.langs or ()), "where": where,
             "tok": tok})
         return ds.shuffle(seed=seed, buffer_size=data.shuffle_buffer)
 
