@@ -32,8 +32,8 @@ from pathlib import Path
 
 from doctorsun.data.dedup import BenchmarkIndex, Drop, deduplicate, item_of, per_benchmark
 from doctorsun.data.hashing import HashCache, hash_images
-from doctorsun.data.io import CARD, rebase_images
-from doctorsun.data.manifest import Manifest, manifest_text
+from doctorsun.data.io import CARD, iter_records, rebaser, split_path
+from doctorsun.data.manifest import FILE, Manifest, manifest_text
 from doctorsun.data.mix import mix_plan
 from doctorsun.errors import DoctorSunError
 from doctorsun.files import atomic_dir, cache_dir, write_json, write_text
@@ -96,19 +96,15 @@ def _build(m: Manifest, tmp: Path, out: Path, workers, cache: HashCache, progres
     items = []  # (source index, position, Item) for every record read
     licences = {s.name: s.licence for s in m.sources}
     # ---- 1. read
-    from doctorsun.data.converters import read_set
-
     for si, s in enumerate(m.sources):
-        result = read_set(s.converter, m.resolve(s.path), s.split, **s.options)
-        bad += [{"source": s.name, "id": where, "reason": why} for where, why in result.problems]
+        rows, problems, root = _read_source(s, m.resolve(s.path))
         src = _Source(s.name, work / f"{si:03d}.jsonl")
         h = hashlib.sha256()
-        root = result.image_root
+        move = rebaser(root, tmp) if root is not None else None
         with open(src.path, "w", encoding="utf-8") as f:
-            records = result.records
-            if root is not None:
-                records = rebase_images(records, root, tmp)
-            for r in records:
+            for r in rows:
+                if move is not None:
+                    r = move(r)
                 line = json.dumps(r, ensure_ascii=False)
                 h.update(line.encode() + b"\n")
                 src.read += 1
@@ -121,9 +117,10 @@ def _build(m: Manifest, tmp: Path, out: Path, workers, cache: HashCache, progres
                 src.offsets.append(f.tell())
                 f.write(line + "\n")
                 items.append((si, len(src.offsets) - 1, item_of(r, tmp, s.name)))
+        bad += [{"source": s.name, "id": where, "reason": why} for where, why in problems]
         src.digest = h.hexdigest()
         sources.append(src)
-        log.info("%s: %d record(s) read, %d refused", s.name, src.read, len(result.problems))
+        log.info("%s: %d record(s) read, %d refused", s.name, src.read, len(problems))
     steps: dict[str, dict] = {"read": {"records": sum(s.read for s in sources), "refused": len(bad),
                                        "filtered": {f"{n}/{why}": c for (n, why), c in sorted(filtered.items())}}}
     # ---- image hashes, once, for every step that compares images
@@ -199,6 +196,31 @@ def _build(m: Manifest, tmp: Path, out: Path, workers, cache: HashCache, progres
     write_text(tmp / "README.md", card_markdown(card))
     log.info("built %s: %d record(s) in %d shard(s)", out, len(final), len(shards))
     return card
+
+
+def _read_source(s, path: Path):
+    """``(records, problems, image root)`` of one source: a converter's list, or a record file streamed
+    (``problems`` fills as the records are read)."""
+    if s.converter != FILE:
+        from doctorsun.data.converters import read_set
+
+        result = read_set(s.converter, path, s.split, **s.options)
+        return result.records, result.problems, result.image_root
+    if not path.exists():
+        raise DoctorSunError(f"source {s.name}: not found: {path}")
+    if s.options:
+        raise DoctorSunError(f"source {s.name}: a record file takes no converter options")
+    path, root = split_path(path, s.split)
+    problems: list = []
+
+    def rows():
+        for label, record, problem in iter_records(path):
+            if problem:
+                problems.append((label, problem))
+            else:
+                yield record
+
+    return rows(), problems, root
 
 
 def _without(alive: list, drops: list[Drop]) -> list:

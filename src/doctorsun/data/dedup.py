@@ -19,6 +19,8 @@ image is no leak.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +41,14 @@ IMAGE_MODES = ("exact", "near", "path")
 """How images are matched: decoded pixels, pixels or perceptual hash, or only the same file."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
-    """What de-duplication needs of a record."""
+    """What de-duplication needs of a record (a few hundred bytes: paths and labels are interned)."""
 
     id: str
     images: tuple[str, ...]
     """Absolute image paths."""
-    text: str
+    text: bytes
     """``hashing.text_key`` of its turns."""
     task: str = ""
     source: str = ""
@@ -54,9 +56,10 @@ class Item:
 
 
 def item_of(record: dict, image_root: str | Path | None, source: str | None = None) -> Item:
-    images = tuple(str(resolve_image(p, image_root).resolve()) for p in image_paths(record))
-    return Item(str(record["id"]), images, text_key(record), str(record.get("task", "")),
-                source if source is not None else str(record.get("source", "")), str(record.get("lang", "")))
+    images = tuple(sys.intern(os.path.abspath(resolve_image(p, image_root))) for p in image_paths(record))
+    return Item(str(record["id"]), images, text_key(record), sys.intern(str(record.get("task", ""))),
+                sys.intern(source if source is not None else str(record.get("source", ""))),
+                sys.intern(str(record.get("lang", ""))))
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class BenchmarkIndex:
     near_images: bool = True
     pixels: dict[str, str] = field(default_factory=dict)
     """pixel hash -> ``BENCH:item id``."""
-    texts: dict[str, str] = field(default_factory=dict)
+    texts: dict[bytes, str] = field(default_factory=dict)
     """text key of a text-only item -> ``BENCH:item id``."""
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """bench -> {items, images, unreadable}."""

@@ -242,12 +242,12 @@ def normalise_text(text: str) -> str:
     return _DROP.sub("", text.casefold())
 
 
-def text_key(record: dict) -> str:
-    """A hash of the record's normalised question(s) and answer(s), role by role; the caption request
-    counts as no question (two captions of one image differ only in their answers)."""
+def text_key(record: dict) -> bytes:
+    """A 128-bit hash of the record's normalised question(s) and answer(s), role by role; the caption
+    request counts as no question (two captions of one image differ only in their answers)."""
     requests = {normalise_text(t) for t in CAPTION_REQUEST.values()}
     parts = []
     for turn in record.get("conversations") or []:
         value = normalise_text(str(turn.get("value", "")))
         parts.append(f"{turn.get('from')}:{'' if value in requests else value}")
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return hashlib.sha256("\x1f".join(parts).encode()).digest()[:16]

@@ -11,7 +11,7 @@ import codecs
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from doctorsun.data.records import detect_lang, image_paths, validate
@@ -102,16 +102,22 @@ def expand_corpora(paths: Iterable[str | Path]) -> list[str]:
     return out
 
 
+def split_path(data: str | Path, split: str | None = None) -> tuple[Path, Path]:
+    """What ``read_split`` reads for ``data`` and ``split``, and the image root: ``(path, image root)``."""
+    data = Path(data)
+    if data.is_dir() and (data / f"{split or 'test'}.jsonl").is_file():
+        data = data / f"{split or 'test'}.jsonl"
+    return data, data if data.is_dir() else data.parent
+
+
 def read_split(data: str | Path, split: str | None = None) -> tuple[list[dict], list[Problem], Path, Path]:
     """A SunMed-VL file (images relative to its folder), a folder holding ``{split}.jsonl`` (default
     ``test``), a built corpus folder, or a saved Hugging Face dataset folder (images relative to it).
 
     Returns ``(records, problems, image_root, the path read)``."""
-    data = Path(data)
-    if data.is_dir() and (data / f"{split or 'test'}.jsonl").is_file():
-        data = data / f"{split or 'test'}.jsonl"
-    records, problems = read_records(data)
-    return records, problems, data if data.is_dir() else data.parent, data
+    path, root = split_path(data, split)
+    records, problems = read_records(path)
+    return records, problems, root, path
 
 
 def iter_records(path: str | Path, *, image_root: str | Path | None = None,
@@ -378,26 +384,32 @@ def _iter_hf_dir(path: Path) -> Iterator[tuple[str, object, str | None]]:
 # --------------------------------------------------------------------------------- image re-rooting
 def rebase_images(records: Iterable[dict], from_root: str | Path, to_root: str | Path) -> list[dict]:
     """Copies of ``records`` whose relative image paths, valid under ``from_root``, are valid under
-    ``to_root`` (used when records are written into another folder).
+    ``to_root`` (used when records are written into another folder); see ``rebaser``."""
+    move = rebaser(from_root, to_root)
+    return [move(r) for r in records]
+
+
+def rebaser(from_root: str | Path, to_root: str | Path) -> Callable[[dict], dict]:
+    """A function from a record to its copy whose relative image paths, valid under ``from_root``, are
+    valid under ``to_root``.
 
     Image paths never leave the image root of the file they are written to, so when ``from_root`` is not
-    inside ``to_root`` a link ``to_root/NAME.images`` to ``from_root`` is made (once; reused) and the
-    paths go through it, instead of ``../`` paths that readers would refuse."""
+    inside ``to_root`` a link ``to_root/NAME.images`` to ``from_root`` is made (once, at the first record with
+    an image; reused) and the paths go through it, instead of ``../`` paths that readers would refuse."""
     src, dst = Path(from_root).resolve(), Path(to_root).resolve()
-    if src == dst:
-        return [dict(r) for r in records]
-    inside = src.is_relative_to(dst)
-    base = src.relative_to(dst) if inside else None
-    out = []
-    for r in records:
+    base = src.relative_to(dst) if src.is_relative_to(dst) else None
+
+    def move(r: dict) -> dict:
+        nonlocal base
         r = dict(r)
-        if r.get("image") is not None:
+        if src != dst and r.get("image") is not None:
             if base is None:
                 base = image_link(src, dst)
             moved = [p if Path(p).is_absolute() else str(base / p) for p in image_paths(r)]
             r["image"] = moved[0] if isinstance(r["image"], str) else moved
-        out.append(r)
-    return out
+        return r
+
+    return move
 
 
 def image_link(src: Path, dst: Path) -> Path:

@@ -77,8 +77,8 @@ def stream(data: DataConfig, tok: ChatTokenizer, seed: int, rank: int = 0, world
     def part(files: list[str], where: dict | None):
         ds = IterableDataset.from_generator(_samples, features=features, gen_kwargs={
             # Only ``files`` is a list: datasets makes one shard per item of every list argument.
-            "files": expand_corpora(files), "image_root": data.image_root, "langs": tuple(data.langs or ()), "where": where,
-            "tok": tok})
+            "files": expand_corpora(files), "image_root": data.image_root, "langs": tuple(data.langs or ()),
+            "where": where, "tok": tok})
         return ds.shuffle(seed=seed, buffer_size=data.shuffle_buffer)
 
     ds = part(data.train, data.where)
