@@ -23,6 +23,7 @@ from doctorsun.files import atomic_dir
 from doctorsun.model.chat import format_of
 from doctorsun.model.checkpoint import read_meta, write_meta
 from doctorsun.model.io import load_model
+from doctorsun.model.weights import engine_layout
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def export(
     name = name or out.resolve().name
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+        engine_layout(tmp)
         processor.save_pretrained(tmp)
         write_meta(tmp, {**meta, "export": {"source": str(model_dir),
                                             "dtype": str(model.dtype).removeprefix("torch.")}})

@@ -11,13 +11,16 @@ import torch
 from doctorsun.errors import DoctorSunError
 from doctorsun.files import atomic_dir
 from doctorsun.model.checkpoint import write_meta
+from doctorsun.model.weights import engine_layout
 
 
 def save_model(model, processor, out: str | Path, meta: dict[str, Any] | None = None, **save_kwargs) -> Path:
     """Write model (safetensors), processor and a ``doctorsun.json`` of provenance to ``out``, atomically;
-    ``save_kwargs`` go to ``save_pretrained`` (e.g. ``max_shard_size``)."""
+    ``save_kwargs`` go to ``save_pretrained`` (e.g. ``max_shard_size``). The vision tower's weights are
+    named as vLLM and SGLang load them (``weights.engine_layout``)."""
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, **save_kwargs)
+        engine_layout(tmp)
         processor.save_pretrained(tmp)
         write_meta(tmp, meta or {})
     return Path(out)

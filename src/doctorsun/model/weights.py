@@ -123,3 +123,55 @@ def write_sharded(
     index = {"metadata": {"total_size": total}, "weight_map": {k: final[i] for k, i in weight_map.items()}}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     return names
+
+
+ENGINE_TOWERS = ("clip_vision_model", "siglip_vision_model")
+"""Vision towers whose weights are saved under ``vision_model.`` for serving engines."""
+TOWER_PREFIXES = ("vision_tower.", "model.vision_tower.")
+
+
+def engine_key(name: str) -> str:
+    """``vision_tower.X`` -> ``vision_tower.vision_model.X`` (``model.vision_tower.`` alike); other names
+    unchanged."""
+    for prefix in TOWER_PREFIXES:
+        if name.startswith(prefix) and not name.startswith(prefix + "vision_model."):
+            return f"{prefix}vision_model.{name[len(prefix):]}"
+    return name
+
+
+def engine_layout(folder: str | Path) -> int:
+    """Rename the vision tower's weights of a saved LLaVA folder to ``vision_tower.vision_model.*``.
+
+    transformers 5 saves a CLIP/SigLIP tower as ``vision_tower.embeddings.*``, ``vision_tower.encoder.*``;
+    vLLM's and SGLang's LLaVA loaders know only the ``vision_tower.vision_model.*`` names of transformers 4.
+    transformers 5 loads the renamed files identically (its CLIP/SigLIP loading drops a ``vision_model.``
+    prefix), so one folder serves both. Only the shards holding tower weights are rewritten (atomically);
+    the index follows. Returns how many tensors were renamed (0 for other towers or an already renamed folder).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from doctorsun.files import atomic_path
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if (config.get("vision_config") or {}).get("model_type") not in ENGINE_TOWERS:
+        return 0
+    renamed = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            keys, metadata = list(f.keys()), f.metadata()
+            if all(engine_key(k) == k for k in keys):
+                continue
+            tensors = {engine_key(k): f.get_tensor(k) for k in keys}
+        renamed += sum(engine_key(k) != k for k in keys)
+        with atomic_path(path, suffix=".safetensors") as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+        del tensors
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text(encoding="utf-8"))
+        data["weight_map"] = {engine_key(k): v for k, v in data["weight_map"].items()}
+        with atomic_path(index) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return renamed
