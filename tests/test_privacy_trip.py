@@ -73,3 +73,28 @@ def test_a_dicoms_trip_leaks_nothing(tmp_path, chatty_model_dir, tiny_model_dir,
                         ("training files", written_text(tmp_path / "train"))):
         assert SECRET not in text, where
     assert (tmp_path / "eval" / "scores.json").is_file() and (tmp_path / "train" / "model").is_dir()
+
+
+def test_threaded_decoders_leak_nothing_outside_pytest(tmp_path):
+    """``data check`` and ``data build`` decode images in threads, where ``catch_warnings`` is not safe; run
+    as a user runs them (a subprocess, with no test harness catching warnings), nothing names the patient."""
+    import subprocess
+    import sys
+
+    scans = tmp_path / "data"
+    dicom_with_secret(scans)
+    for i in range(6):  # several files, so that several threads decode at once
+        (scans / f"scan{i}.dcm").write_bytes((scans / "scan.dcm").read_bytes())
+    rows = [{"id": f"r{i}", "image": f"scan{i}.dcm", "lang": "en", "source": "t", "task": "vqa-open",
+             "conversations": [{"from": "human", "value": f"<image>\nWhat is {i}?"}, {"from": "gpt", "value": "CT"}]}
+            for i in range(6)]
+    (scans / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "m.yaml").write_text(f"sources: [{{path: {scans / 'records.jsonl'}}}]\n")
+    env = {**__import__("os").environ, "DOCTORSUN_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "default"}
+    for args in (["data", "check", str(scans / "records.jsonl")],
+                 ["data", "build", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "built"), "--workers", "4"]):
+        proc = subprocess.run([sys.executable, "-m", "doctorsun", "-v", *args], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert SECRET not in proc.stdout + proc.stderr, args
+    assert SECRET not in written_text(tmp_path / "built")

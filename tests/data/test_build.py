@@ -179,8 +179,12 @@ def test_a_bad_manifest_names_what_is_wrong(change, message):
 
 
 def test_the_reference_manifest_is_valid():
-    root = Path(__file__).resolve().parents[2] / "recipes" / "doctor-sun-8b" / "sunmed-vl.yaml"
-    m = load_manifest(root)
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
+    shipped = [p for p in recipes.glob("*/*.yaml") if "sources:" in p.read_text()]
+    assert recipes / "doctor-sun-8b" / "sunmed-vl.yaml" in shipped
+    for path in shipped:
+        load_manifest(path)
+    m = load_manifest(recipes / "doctor-sun-8b" / "sunmed-vl.yaml")
     assert m.ratio == "1:0.5" and m.general() and m.decontaminate is not None
     assert {"pmc-oa", "pmc-vqa", "vqa-rad", "slake", "pathvqa", "llava-med"} <= {s.converter for s in m.sources}
 

@@ -12,6 +12,7 @@ Reference: DICOM PS3.3 C.11 (Look Up Tables), C.7.6.3 (Image Pixel), C.7.6.16 (F
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,14 @@ def _drop(record: logging.LogRecord) -> bool:
 def silence_pydicom() -> None:
     """pydicom's own log messages can quote element values (``Unknown encoding '<value>'``), which may
     identify a patient: they never reach a handler. A logger filter holds whatever level pydicom (or
-    anyone) sets later; its warnings are caught by the image reader."""
+    anyone) sets later. Its warnings (the same texts) are ignored by a process-wide filter: the image
+    reader's ``catch_warnings`` alone is not enough, because several threads decoding images at once
+    (``data check``, the image hashes) save and restore the global filters out of order."""
     logger = logging.getLogger("pydicom")
     if _drop not in logger.filters:
         logger.addFilter(_drop)
     logger.propagate = False
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
 silence_pydicom()
