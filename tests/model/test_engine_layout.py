@@ -48,7 +48,8 @@ def test_engine_key_renames_only_tower_weights():
         "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"
     assert engine_key("model.vision_tower.post_layernorm.bias") == \
         "model.vision_tower.vision_model.post_layernorm.bias"
-    assert engine_key("vision_tower.vision_model.pre_layrnorm.weight") == "vision_tower.vision_model.pre_layrnorm.weight"
+    done = "vision_tower.vision_model.pre_layrnorm.weight"
+    assert engine_key(done) == done
     assert engine_key("multi_modal_projector.linear_1.weight") == "multi_modal_projector.linear_1.weight"
     assert engine_key("language_model.layers.0.self_attn.q_proj.weight") == \
         "language_model.layers.0.self_attn.q_proj.weight"
