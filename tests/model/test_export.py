@@ -76,6 +76,32 @@ def test_export_of_a_model_dir_casts_on_request(chatty_model_dir, tmp_path):
     assert json.loads((out / "doctorsun.json").read_text())["export"]["dtype"] == "bfloat16"
 
 
+def test_export_reports_what_a_serving_engine_would_miss(chatty_model_dir, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from doctorsun.model.export import engine_problems
+
+    out = tmp_path / "exp"
+    assert main(["export", "--model", str(chatty_model_dir), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine_problems"] == []
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    config = json.loads((broken / "config.json").read_text())
+    del config["vision_feature_select_strategy"]
+    (broken / "config.json").write_text(json.dumps(config))
+    tensors = load_file(broken / "model.safetensors")  # back to transformers 5's own tower names
+    save_file({k.replace("vision_tower.vision_model.", "vision_tower."): v for k, v in tensors.items()},
+              broken / "model.safetensors", metadata={"format": "pt"})
+    (broken / "preprocessor_config.json").unlink(missing_ok=True)
+    (broken / "processor_config.json").unlink(missing_ok=True)
+    problems = engine_problems(broken)
+    assert problems[0] == "config.json has no vision_feature_select_strategy"
+    assert "not under vision_tower.vision_model" in problems[1] and "image processor" in problems[2], problems
+    assert len(problems) == 3
+
+
 def test_vllm_engine_needs_vllm(chatty_model_dir, tmp_path, capsys):
     import importlib.util
 

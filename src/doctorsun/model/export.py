@@ -74,12 +74,51 @@ def run(args: argparse.Namespace) -> int:
         max_shard_size=args.max_shard_size,
         allow_pickle=args.allow_pickle,
     )
-    print(json.dumps({"out": str(out), "engine": args.engine}))
+    problems = engine_problems(out)
+    print(json.dumps({"out": str(out), "engine": args.engine, "engine_problems": problems}))
+    for problem in problems:
+        log.warning("a serving engine would miss: %s", problem)
     if vllm is None:
         return 0
+    if problems:
+        raise DoctorSunError(f"{out} is not ready for vLLM: " + "; ".join(problems))
     command = [vllm[0], "serve", str(out), *vllm[1:]]
     log.info("serving %s through vLLM: %s", out, " ".join(c if c != args.api_key else "***" for c in command))
     return subprocess.call(command)
+
+
+ENGINE_CONFIG_KEYS = ("image_token_index", "vision_feature_layer", "vision_feature_select_strategy",
+                      "projector_hidden_act", "multimodal_projector_bias", "image_seq_length")
+"""config.json keys vLLM's and SGLang's LLaVA loaders read."""
+
+
+def engine_problems(folder: str | Path) -> list[str]:
+    """What vLLM or SGLang would miss in a saved model folder: config keys, the vision tower's weight names
+    (``weights.engine_key``), the processor files and the chat template. Empty when nothing is missing."""
+    from safetensors import safe_open
+
+    from doctorsun.model.weights import ENGINE_TOWERS, engine_key
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    problems = [f"config.json has no {k}" for k in ENGINE_CONFIG_KEYS if k not in config]
+    if (config.get("vision_config") or {}).get("model_type") in ENGINE_TOWERS:
+        for path in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(path), framework="pt") as f:
+                old = [k for k in f.keys() if engine_key(k) != k]
+            if old:
+                problems.append(f"{path.name}: {len(old)} vision tower weight(s) not under vision_tower.vision_model "
+                                f"(e.g. {old[0]}); vLLM's LLaVA loader refuses them")
+    if not any((folder / n).is_file() for n in ("preprocessor_config.json", "processor_config.json")):
+        problems.append("no preprocessor_config.json (the image processor)")
+    if not (folder / "tokenizer_config.json").is_file():
+        problems.append("no tokenizer_config.json")
+    template = (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file() or \
+        "chat_template" in json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")
+                                      if (folder / "tokenizer_config.json").is_file() else "{}")
+    if not template:
+        problems.append("no chat template (chat_template.jinja, or chat_template in tokenizer_config.json)")
+    return problems
 
 
 def export(
