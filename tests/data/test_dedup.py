@@ -134,7 +134,8 @@ def test_decontamination_drops_identical_recoded_and_resized_images_of_test_item
     write_records(records, train / "train.jsonl")
     out = tmp_path / "clean"
     proc = subprocess.run([sys.executable, "-m", "doctorsun", "data", "decontaminate", str(train / "train.jsonl"),
-                           "--against", f"vqa-rad={root}", "--against", f"medqa:test={medqa}", "--out", str(out)],
+                           "--against", f"vqa-rad={root}", "--against", f"medqa:test={medqa}", "--out", str(out),
+                           "--no-hash-cache"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     kept, problems = read_records(out / "train.jsonl", image_root=out, check_images=True)

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser):
     p.add_argument("--images", choices=("near", "exact", "path"), default="near",
                    help="near: same pixels or perceptual hash within --threshold (default); exact: same pixels")
     p.add_argument("--threshold", type=int, default=None, help="Hamming distance of 64-bit pHash (default 6)")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="threads that decode images (default: one per core)")
+    p.add_argument("--no-hash-cache", action="store_true", help="do not read or keep the image hash cache")
 
     p = sub.add_parser("translate", help="translate records through an OpenAI-compatible chat endpoint")
     p.add_argument("file", type=Path, help="record file to translate")
@@ -197,7 +198,7 @@ def _decontaminate(args) -> int:
     from doctorsun.data.io import read_records, rebase_images, write_records
     from doctorsun.files import cache_dir, write_json
 
-    cache = HashCache(cache_dir() / "image-hashes.sqlite")
+    cache = HashCache(None if args.no_hash_cache else cache_dir() / "image-hashes.sqlite")
     try:
         index, counts = benchmark_index(parse_against(args.against), None, args.images,
                                         args.threshold if args.threshold is not None else DEFAULT_THRESHOLD,

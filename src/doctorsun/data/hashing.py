@@ -74,6 +74,7 @@ class HashCache:
     def __init__(self, path: str | Path | None):
         self._db = None
         self._lock = threading.Lock()
+        self._pending = 0
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False)
@@ -103,6 +104,10 @@ class HashCache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?)",
                              (key, size, mtime, value.pixels, f"{value.phash:016x}"))
+            self._pending += 1
+            if self._pending >= 1000:  # a killed run keeps what it hashed, a thousand images at a time
+                self._db.commit()
+                self._pending = 0
 
     def close(self) -> None:
         if self._db is not None:
