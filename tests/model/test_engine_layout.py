@@ -53,3 +53,13 @@ def test_engine_key_renames_only_tower_weights():
     assert engine_key("multi_modal_projector.linear_1.weight") == "multi_modal_projector.linear_1.weight"
     assert engine_key("language_model.layers.0.self_attn.q_proj.weight") == \
         "language_model.layers.0.self_attn.q_proj.weight"
+
+
+def test_an_adapter_folder_is_left_to_peft(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"base_model.model.model.vision_tower.encoder.layers.0.q_proj.lora_A.weight": torch.zeros(2, 2)},
+              tmp_path / "adapter_model.safetensors")
+    (tmp_path / "adapter_config.json").write_text("{}")
+    assert engine_layout(tmp_path) == 0
+    assert _keys(tmp_path) == ["base_model.model.model.vision_tower.encoder.layers.0.q_proj.lora_A.weight"]

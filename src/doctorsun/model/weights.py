@@ -154,6 +154,8 @@ def engine_layout(folder: str | Path) -> int:
     from doctorsun.files import atomic_path
 
     folder = Path(folder)
+    if not (folder / "config.json").is_file():  # an adapter folder: peft names its own weights
+        return 0
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if (config.get("vision_config") or {}).get("model_type") not in ENGINE_TOWERS:
         return 0
