@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights dtype (default: float32 on CPU, bfloat16 on GPU)")
+    p.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
+                   help="vllm: generate through vLLM in its own environment (`make vllm`); same prompts, greedy")
+    p.add_argument("--vllm-memory-fraction", type=float, default=None,
+                   help="vLLM's gpu_memory_utilization (on CPU, the share of RAM for its KV cache)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -80,9 +84,17 @@ def run(args: argparse.Namespace) -> int:
         protocol.check(card, provenance.hash_data(data.data_path) if data.data_path else None, builder)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype if args.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
-    engine = Engine.load(args.model, dtype=dtype, device=device)
-    scores = evaluate(engine, data.records, config, image_root=data.image_root, out_dir=args.out,
-                      data_file=data.data_path, model_name=str(args.model), problems=data.problems)
+    if args.engine == "vllm":
+        from doctorsun.model.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine.load(args.model, dtype=dtype, memory_fraction=args.vllm_memory_fraction)
+    else:
+        engine = Engine.load(args.model, dtype=dtype, device=device)
+    try:
+        scores = evaluate(engine, data.records, config, image_root=data.image_root, out_dir=args.out,
+                          data_file=data.data_path, model_name=str(args.model), problems=data.problems)
+    finally:
+        getattr(engine, "close", lambda: None)()
     print(summary(scores))
     print(f"  report: {args.out}/report.md")
     return 0

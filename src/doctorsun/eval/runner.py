@@ -184,6 +184,7 @@ class Evaluation:
             "image_root": str(self.image_root) if self.image_root else None,
             "prompt": self.prompt,
             "decoding": {**asdict(self.settings), "do_sample": False, "batch_size": cfg.batch_size},
+            "engine": getattr(self.engine, "kind", "transformers"),
             "blank_image": cfg.blank_image, "limit": cfg.limit, "seed": cfg.seed, "config": cfg.to_dict(),
             "judge": cfg.judge.record() if cfg.judge else None,
             "versions": provenance.versions(), "started": self.started.isoformat(timespec="seconds"),

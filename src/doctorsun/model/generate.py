@@ -59,6 +59,9 @@ def valid_stops(stops) -> bool:
 class Engine:
     """A model and its processor, ready to answer."""
 
+    kind = "transformers"
+    """The generation engine, recorded in score files."""
+
     def __init__(self, model, processor, name: str = "model"):
         self.model = model
         self.processor = processor

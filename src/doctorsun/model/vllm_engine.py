@@ -1,0 +1,128 @@
+"""Generation through vLLM, behind the same ``generate`` as the transformers ``Engine``.
+
+vLLM runs in its own environment (``make vllm`` makes ``.venv-vllm``; its pins of torch and transformers
+differ from DoctorSun's), as a separate process (``vllm_worker.py``) that stays up between batches.
+DoctorSun renders each prompt with the checkpoint's own chat template and reads every image with its own
+reader (DICOM and NIfTI included), hands the worker the prompt text and the images as PNG files, and cuts
+the answers at the same stop strings; decoding is greedy, as in evaluation. The transformers model is loaded
+too, for what evaluation records of it (the weights' fingerprint, the prompt); it does not generate.
+
+The vLLM interpreter: ``$DOCTORSUN_VLLM_PYTHON``, else ``.venv-vllm/bin/python`` in the current directory or
+beside the package's checkout, else this interpreter when it can import vLLM.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from doctorsun.errors import DoctorSunError
+from doctorsun.model.generate import Engine, GenerationSettings, cut_at_stop, literal_messages
+
+WORKER = Path(__file__).with_name("vllm_worker.py")
+CPU_MEMORY_FRACTION = 0.2
+"""On CPU, the share of RAM vLLM reserves for its KV cache unless told (its own 0.92 fails beside any other
+process)."""
+HOW = "run `make vllm` (a separate environment with vLLM), or set DOCTORSUN_VLLM_PYTHON to a Python that has vLLM"
+
+
+def vllm_python() -> str | None:
+    """The interpreter that runs vLLM, or ``None`` when there is none."""
+    env = os.environ.get("DOCTORSUN_VLLM_PYTHON")
+    if env:
+        return env if Path(env).is_file() else None
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = root / ".venv-vllm" / "bin" / "python"
+        if candidate.is_file():
+            return str(candidate)
+    return sys.executable if importlib.util.find_spec("vllm") is not None else None
+
+
+class VLLMEngine(Engine):
+    """``Engine`` whose ``generate`` goes through a vLLM worker process."""
+
+    kind = "vllm"
+
+    def __init__(self, model, processor, path: str | Path, name: str = "model", *, dtype: str = "float32",
+                 max_model_len: int | None = None, memory_fraction: float | None = None, python: str | None = None):
+        super().__init__(model, processor, name=name)
+        self.python = python or vllm_python()
+        if self.python is None:
+            raise DoctorSunError(f"--engine vllm needs vLLM: {HOW}")
+        self._tmp = tempfile.TemporaryDirectory(prefix="doctorsun-vllm-")
+        self._n = 0
+        cmd = [self.python, str(WORKER), str(path), "--dtype", dtype]
+        if max_model_len:
+            cmd += ["--max-model-len", str(max_model_len)]
+        if memory_fraction:
+            cmd += ["--memory-fraction", str(memory_fraction)]
+        self._log = open(Path(self._tmp.name) / "vllm.log", "w", encoding="utf-8")  # noqa: SIM115
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                      text=True, encoding="utf-8")
+        self._read()  # @@ready
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: str = "float32", device: str = "cpu", **kwargs) -> VLLMEngine:
+        from doctorsun.model.io import load_model
+
+        import torch
+
+        model, processor = load_model(path, dtype=dtype, device="cpu")
+        if kwargs.get("memory_fraction") is None and not torch.cuda.is_available():
+            kwargs["memory_fraction"] = CPU_MEMORY_FRACTION
+        return cls(model, processor, path, name=str(path), dtype=dtype, **kwargs)
+
+    def _read(self) -> str:
+        for line in self._proc.stdout:
+            if line.startswith("@@"):
+                return line[2:].rstrip("\n")
+        self._log.flush()
+        tail = Path(self._log.name).read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise DoctorSunError(f"the vLLM worker stopped (exit {self._proc.wait()}):\n{tail}")
+
+    def generate(self, conversations, images, settings: GenerationSettings | None = None,
+                 streamer=None) -> list[str]:
+        settings = settings or GenerationSettings()
+        if settings.temperature > 0:
+            raise DoctorSunError("the vLLM engine decodes greedily (temperature 0), as evaluation does")
+        requests = []
+        for conv, imgs in zip(conversations, images, strict=True):
+            prompt = self.processor.apply_chat_template(literal_messages(conv), add_generation_prompt=True,
+                                                        tokenize=False)
+            paths = []
+            for img in imgs:
+                self._n += 1
+                path = Path(self._tmp.name) / f"{self._n}.png"
+                img.convert("RGB").save(path)
+                paths.append(str(path))
+            requests.append({"prompt": prompt, "images": paths, "max_tokens": settings.max_new_tokens,
+                             "stop": list(settings.stop or [])})
+        self._proc.stdin.write(json.dumps({"requests": requests}, ensure_ascii=False) + "\n")
+        self._proc.stdin.flush()
+        outputs: list[dict[str, Any]] = json.loads(self._read())["outputs"]
+        for p in (p for r in requests for p in r["images"]):
+            Path(p).unlink(missing_ok=True)
+        return [cut_at_stop(o["text"], settings.stop).strip() for o in outputs]
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write("\n")
+                self._proc.stdin.close()
+                self._proc.wait(60)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+        self._log.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> VLLMEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
