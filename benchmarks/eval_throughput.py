@@ -1,5 +1,7 @@
 """Evaluation throughput: batched generation against one question at a time (how LLaVA's
-``model_vqa`` scripts answer), on the same model and the same items, through the same runner.
+``model_vqa`` scripts answer), and vLLM (``--engine vllm``, its own environment from ``make vllm``; every
+item handed over at once, so its continuous batching schedules them), on the same model and the same items,
+through the same runner. Without a vLLM environment the vLLM row says so.
 
 Prints the measured items per second of each and their ratio; nothing is claimed beyond what it measures.
 
@@ -52,14 +54,15 @@ def build_model(llm: str, out: Path) -> tuple[Path, str]:
     if llm == "tiny":
         _, tok = load_llm("smollm2-135m")
         torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        # head_dim 64: vLLM's CPU attention has no kernel for 16
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
                           tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
                           eos_token_id=tok.eos_token_id,
                           pad_token_id=tok.pad_token_id)
         LlamaForCausalLM(cfg).save_pretrained(out / "llm")
         tok.save_pretrained(out / "llm")
-        llm, label = str(out / "llm"), "tiny random Llama (2 layers, 64 wide) + SmolLM2 tokenizer"
+        llm, label = str(out / "llm"), "tiny random Llama (2 layers, 128 wide) + SmolLM2 tokenizer"
     else:
         label = f"{llm} + small scratch ViT"
     model, processor = build_model(BuildConfig(llm=llm, vision=vision))
@@ -121,11 +124,37 @@ def main() -> None:
         single = timed_run(engine, records, tmp / "items", tmp / "single", 1, args.max_new_tokens)
         batched = timed_run(engine, records, tmp / "items", tmp / "batched", args.batch_size,
                             args.max_new_tokens)
+        vllm, why = run_vllm(engine, model_dir, args, records, tmp)
     for name, run in (("one at a time (batch 1)", single), (f"batched (batch {args.batch_size})", batched)):
         print(f"{name + ':':32}{run['items_per_s']:8.2f} items/s  ({run['seconds']:.2f} s)")
     print(f"{'ratio batched / one at a time:':32}{batched['items_per_s'] / single['items_per_s']:8.2f}x")
     same = sum(a == b for a, b in zip(single["predictions"], batched["predictions"], strict=True))
     print(f"{'identical answers in both runs:':32}{same} of {len(records)}")
+    if vllm is None:
+        print(f"{'vLLM:':32}not run ({why})")
+        return
+    print(f"{'vLLM (all items at once):':32}{vllm['items_per_s']:8.2f} items/s  ({vllm['seconds']:.2f} s; "
+          f"start-up {vllm['startup']:.1f} s, not counted)")
+    print(f"{'ratio vLLM / batched:':32}{vllm['items_per_s'] / batched['items_per_s']:8.2f}x")
+    print(f"{'ratio vLLM / one at a time:':32}{vllm['items_per_s'] / single['items_per_s']:8.2f}x")
+    same = sum(a == b for a, b in zip(vllm["predictions"], batched["predictions"], strict=True))
+    print(f"{'identical answers vLLM/batched:':32}{same} of {len(records)}")
+
+
+def run_vllm(engine, model_dir: Path, args, records, tmp: Path):
+    """The vLLM run (warm-up excluded), or ``(None, why not)``."""
+    from doctorsun.model.vllm_engine import HOW, VLLMEngine, vllm_python
+
+    if vllm_python() is None:
+        return None, f"no vLLM environment: {HOW}"
+    t = time.perf_counter()
+    with VLLMEngine(engine.model, engine.processor, model_dir, dtype=args.dtype,
+                    memory_fraction=None if args.device != "cpu" else 0.2) as v:
+        startup = time.perf_counter() - t
+        timed_run(v, records[: args.batch_size], tmp / "items", tmp / "vllm-warmup", args.batch_size,
+                  args.max_new_tokens)
+        run = timed_run(v, records, tmp / "items", tmp / "vllm", len(records), args.max_new_tokens)
+    return {**run, "startup": startup}, None
 
 
 if __name__ == "__main__":

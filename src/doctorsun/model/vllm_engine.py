@@ -69,9 +69,9 @@ class VLLMEngine(Engine):
 
     @classmethod
     def load(cls, path: str | Path, dtype: str = "float32", device: str = "cpu", **kwargs) -> VLLMEngine:
-        from doctorsun.model.io import load_model
-
         import torch
+
+        from doctorsun.model.io import load_model
 
         model, processor = load_model(path, dtype=dtype, device="cpu")
         if kwargs.get("memory_fraction") is None and not torch.cuda.is_available():
