@@ -102,14 +102,11 @@ def test_export_reports_what_a_serving_engine_would_miss(chatty_model_dir, tmp_p
     assert len(problems) == 3
 
 
-def test_vllm_engine_needs_vllm(chatty_model_dir, tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vLLM is installed here: --engine vllm would start a server")
+def test_vllm_engine_needs_vllm(chatty_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DOCTORSUN_VLLM_PYTHON", str(tmp_path / "no-such-python"))
     out = tmp_path / "vllm"
     assert main(["export", "--model", str(chatty_model_dir), "--out", str(out), "--engine", "vllm"]) == 2
-    assert "needs vLLM, which is not installed" in capsys.readouterr().err
+    assert "--engine vllm needs vLLM: run `make vllm`" in capsys.readouterr().err
     assert not out.exists()  # refused before exporting
 
 

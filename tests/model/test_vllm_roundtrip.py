@@ -94,3 +94,55 @@ def test_transformers_and_vllm_answer_alike(trained, vllm_env, tmp_path, monkeyp
     scores = json.loads((tmp_path / "vllm" / "scores.json").read_text())
     assert scores["provenance"]["engine"] == "vllm"
     assert json.loads((tmp_path / "hf" / "scores.json").read_text())["provenance"]["engine"] == "transformers"
+
+
+def test_serve_through_vllm_answers_as_doctorsun_does(trained, vllm_env, monkeypatch):
+    """`doctorsun serve --engine vllm` starts vLLM's OpenAI server (module entry point, --dtype float32); an
+    image question through the `openai` client gets DoctorSun's own greedy answer."""
+    import base64
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from openai import OpenAI
+
+    from doctorsun.data.image import load_image
+    from doctorsun.model.chat import user_message
+    from doctorsun.model.generate import Engine, GenerationSettings
+
+    model, data = trained
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**__import__("os").environ, "DOCTORSUN_VLLM_PYTHON": vllm_env}
+    proc = subprocess.Popen([sys.executable, "-m", "doctorsun", "serve", "--model", str(model), "--engine", "vllm",
+                             "--port", str(port), "--served-model-name", "tiny", "--api-key", "k"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=60)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                assert [m.id for m in client.models.list().data] == ["tiny"]
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"vLLM server did not come up: {proc.stderr.read()[-3000:]}") from None
+                time.sleep(2)
+        png = data.parent / "retina.jpg"
+        url = "data:image/jpeg;base64," + base64.b64encode(png.read_bytes()).decode()
+        reply = client.chat.completions.create(model="tiny", temperature=0, max_tokens=12, messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                         {"type": "text", "text": "What is shown?"}]}])
+        served = reply.choices[0].message.content.strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    engine = Engine.load(model)
+    own = engine.generate([[user_message("What is shown?", 1)]], [[load_image(png)]],
+                          GenerationSettings(max_new_tokens=12))
+    assert served and served == own[0]

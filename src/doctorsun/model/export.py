@@ -8,12 +8,9 @@ and a model card. ``--engine vllm`` then serves the export through vLLM (a GPU f
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if problems:
         raise DoctorSunError(f"{out} is not ready for vLLM: " + "; ".join(problems))
-    command = [vllm[0], "serve", str(out), *vllm[1:]]
+    command = vllm
     log.info("serving %s through vLLM: %s", out, " ".join(c if c != args.api_key else "***" for c in command))
     return subprocess.call(command)
 
@@ -192,26 +189,12 @@ def load_merged(model_dir: Path, base: str | None, allow_pickle: bool):
 
 
 def _vllm_command(args: argparse.Namespace) -> list[str]:
-    """``[vllm executable, *options]`` (the model path goes after ``serve``)."""
-    if importlib.util.find_spec("vllm") is None:
-        raise DoctorSunError(
-            "--engine vllm needs vLLM, which is not installed: pip install vllm (on a machine with a GPU)"
-        )
-    exe = shutil.which("vllm") or str(Path(sys.executable).with_name("vllm"))
-    command = [
-        exe,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-        "--served-model-name",
-        args.name or Path(args.out).resolve().name,
-    ]
-    if args.api_key:
-        command += ["--api-key", args.api_key]
-    if args.trust_remote_code:
-        command.append("--trust-remote-code")
-    return command
+    """vLLM's server command for the export (``vllm_engine.server_command``); raises when there is no vLLM."""
+    from doctorsun.model.vllm_engine import server_command
+
+    return server_command(Path(args.out), host=args.host, port=args.port,
+                          name=args.name or Path(args.out).resolve().name, dtype=args.dtype,
+                          api_key=args.api_key, trust_remote_code=args.trust_remote_code)
 
 
 def model_card(model, processor, name: str, meta: dict[str, Any]) -> str:

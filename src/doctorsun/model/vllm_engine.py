@@ -126,3 +126,26 @@ class VLLMEngine(Engine):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def server_command(model_dir: str | Path, *, host: str, port: int, name: str, dtype: str | None = None,
+                   api_key: str | None = None, trust_remote_code: bool = False,
+                   memory_fraction: float | None = None) -> list[str]:
+    """vLLM's OpenAI-compatible server on ``model_dir``, through its module entry point (the CPU build's
+    ``vllm serve`` script looks for a distribution named ``vllm`` and fails), with an explicit ``--dtype``
+    (float32 on CPU, where vLLM would otherwise serve a float32 checkpoint in bfloat16)."""
+    import torch
+
+    python = vllm_python()
+    if python is None:
+        raise DoctorSunError(f"--engine vllm needs vLLM: {HOW}")
+    gpu = torch.cuda.is_available()
+    command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--host", host,
+               "--port", str(port), "--served-model-name", name, "--dtype", dtype or ("bfloat16" if gpu else "float32")]
+    if memory_fraction or not gpu:
+        command += ["--gpu-memory-utilization", str(memory_fraction or CPU_MEMORY_FRACTION)]
+    if api_key:
+        command += ["--api-key", api_key]
+    if trust_remote_code:
+        command.append("--trust-remote-code")
+    return command

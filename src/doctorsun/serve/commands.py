@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--served-model-name", help="model id for clients (default: the model dir's name)")
     p.add_argument("--ui", action="store_true", help="also serve the web UI at /ui")
+    p.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
+                   help="vllm: vLLM's own OpenAI-compatible server on the model dir, from its environment "
+                        "(`make vllm`); DoctorSun's limits and web UI do not apply")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument(
         "--dtype",
@@ -69,6 +72,27 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def _serve_vllm(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from doctorsun.errors import DoctorSunError
+    from doctorsun.model.export import engine_problems
+    from doctorsun.model.io import check_model_dir
+    from doctorsun.model.vllm_engine import server_command
+
+    if args.ui:
+        raise DoctorSunError("--ui needs --engine transformers (the web UI runs in DoctorSun's server)")
+    model = check_model_dir(args.model)
+    problems = engine_problems(model)
+    if problems:
+        raise DoctorSunError(f"{model} is not ready for vLLM: " + "; ".join(problems) + " (doctorsun export fixes it)")
+    command = server_command(model, host=args.host, port=args.port,
+                             name=args.served_model_name or Path(args.model).resolve().name, dtype=args.dtype,
+                             api_key=args.api_key)
+    log.info("serving %s through vLLM: %s", model, " ".join("***" if c == args.api_key else c for c in command))
+    return subprocess.call(command)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
@@ -77,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from doctorsun.model.generate import Engine
     from doctorsun.serve.api import create_app
 
+    if args.engine == "vllm":
+        return _serve_vllm(args)
     config = config_from_args(args)
     upload_dir = None
     if args.ui and "GRADIO_TEMP_DIR" not in os.environ:
