@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -83,8 +84,11 @@ class VLLMEngine(Engine):
             if line.startswith("@@"):
                 return line[2:].rstrip("\n")
         self._log.flush()
-        tail = Path(self._log.name).read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise DoctorSunError(f"the vLLM worker stopped (exit {self._proc.wait()}):\n{tail}")
+        text = Path(self._log.name).read_text(encoding="utf-8", errors="replace")
+        causes = [line.strip() for line in text.splitlines()
+                  if re.search(r"\b\w*(Error|Exception): ", line) and "initialization failed" not in line]
+        cause = f"\nfirst error: {causes[0]}" if causes else ""
+        raise DoctorSunError(f"the vLLM worker stopped (exit {self._proc.wait()}){cause}\n{text[-3000:]}")
 
     def generate(self, conversations, images, settings: GenerationSettings | None = None,
                  streamer=None) -> list[str]:
