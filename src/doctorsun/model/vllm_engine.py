@@ -58,6 +58,10 @@ class VLLMEngine(Engine):
             raise DoctorSunError(f"--engine vllm needs vLLM: {HOW}")
         self._tmp = tempfile.TemporaryDirectory(prefix="doctorsun-vllm-")
         self._n = 0
+        import torch
+
+        if memory_fraction is None and not torch.cuda.is_available():
+            memory_fraction = CPU_MEMORY_FRACTION
         cmd = [self.python, str(WORKER), str(path), "--dtype", dtype]
         if max_model_len:
             cmd += ["--max-model-len", str(max_model_len)]
