@@ -118,7 +118,8 @@ def test_serve_through_vllm_answers_as_doctorsun_does(trained, vllm_env, monkeyp
     env = {**__import__("os").environ, "DOCTORSUN_VLLM_PYTHON": vllm_env}
     proc = subprocess.Popen([sys.executable, "-m", "doctorsun", "serve", "--model", str(model), "--engine", "vllm",
                              "--port", str(port), "--served-model-name", "tiny", "--api-key", "k"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=60)
         deadline = time.monotonic() + 300
@@ -137,11 +138,14 @@ def test_serve_through_vllm_answers_as_doctorsun_does(trained, vllm_env, monkeyp
                                          {"type": "text", "text": "What is shown?"}]}])
         served = reply.choices[0].message.content.strip()
     finally:
-        proc.terminate()
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)  # vLLM replaced `doctorsun serve`: its workers are in the group
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     engine = Engine.load(model)
     own = engine.generate([[user_message("What is shown?", 1)]], [[load_image(png)]],
                           GenerationSettings(max_new_tokens=12))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise DoctorSunError(f"{out} is not ready for vLLM: " + "; ".join(problems))
     command = vllm
     log.info("serving %s through vLLM: %s", out, " ".join(c if c != args.api_key else "***" for c in command))
-    return subprocess.call(command)
+    os.execv(command[0], command)  # vLLM takes this process's place: signals reach it and its workers
+    return 0
 
 
 ENGINE_CONFIG_KEYS = ("image_token_index", "vision_feature_layer", "vision_feature_select_strategy",

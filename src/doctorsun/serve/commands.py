@@ -73,8 +73,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _serve_vllm(args: argparse.Namespace) -> int:
-    import subprocess
-
     from doctorsun.errors import DoctorSunError
     from doctorsun.model.export import engine_problems
     from doctorsun.model.io import check_model_dir
@@ -90,7 +88,8 @@ def _serve_vllm(args: argparse.Namespace) -> int:
                              name=args.served_model_name or Path(args.model).resolve().name, dtype=args.dtype,
                              api_key=args.api_key)
     log.info("serving %s through vLLM: %s", model, " ".join("***" if c == args.api_key else c for c in command))
-    return subprocess.call(command)
+    # vLLM takes this process's place, so a signal to it (Ctrl-C, SIGTERM) reaches vLLM and its workers
+    os.execv(command[0], command)
 
 
 def run(args: argparse.Namespace) -> int:
