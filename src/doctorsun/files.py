@@ -94,6 +94,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DOCTORSUN_CACHE", Path.home() / ".cache" / "doctorsun"))
 
 
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex of a file's bytes, read a MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def fingerprint(path: str | Path, block: int = 1 << 20) -> str:
     """A cheap content fingerprint of a file: its size and a hash of its first and last MiB (a change in
     the middle that keeps the size is the one change it misses); for a folder, of every file in it."""

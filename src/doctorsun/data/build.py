@@ -36,7 +36,7 @@ from doctorsun.data.io import CARD, iter_records, rebaser, split_path
 from doctorsun.data.manifest import FILE, Manifest, manifest_text
 from doctorsun.data.mix import mix_plan
 from doctorsun.errors import DoctorSunError
-from doctorsun.files import atomic_dir, cache_dir, write_json, write_text
+from doctorsun.files import atomic_dir, cache_dir, sha256_file, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,6 @@ class _Source:
 class BuildResult:
     out: Path
     card: dict
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build(manifest: Manifest, out: str | Path, *, workers: int | None = None, hash_cache: str | Path | None = "default",
@@ -188,7 +180,7 @@ def _build(m: Manifest, tmp: Path, out: Path, workers, cache: HashCache, progres
                             "records_sha256": s.digest, "images_sha256": _images_digest(s, items, hashes)}
                    for s, ms in zip(sources, m.sources, strict=False)},
         "shards": shards,
-        "files": {name: _sha256(tmp / name) for name in ("manifest.yaml", "dropped.jsonl", "bad.jsonl")},
+        "files": {name: sha256_file(tmp / name) for name in ("manifest.yaml", "dropped.jsonl", "bad.jsonl")},
         "manifest": m.as_dict(),
     }
     shutil.rmtree(work, ignore_errors=True)
@@ -321,7 +313,7 @@ def _write(final, sources: list[_Source], tmp: Path, shard_size: int, progress: 
                         r["id"] = f"{r['id']}#{seen[r['id']]}"
                     counts[(r["source"], r["lang"], r["task"])] += 1
                     f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            shards.append({"file": name, "records": len(chunk), "sha256": _sha256(tmp / name)})
+            shards.append({"file": name, "records": len(chunk), "sha256": sha256_file(tmp / name)})
     finally:
         for fh in handles.values():
             fh.close()

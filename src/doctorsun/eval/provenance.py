@@ -9,16 +9,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from doctorsun.files import sha256_file
+
 # Annotation files are hashed; images are not (they are many, and a changed image shows in the scores).
 DATA_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".pkl", ".parquet", ".arrow"}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_text(text: str) -> str:
