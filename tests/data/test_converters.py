@@ -21,7 +21,7 @@ WRITER_TO_NAME = {"vqa_rad": "vqa-rad", "vqa_rad_hf": "vqa-rad", "slake": "slake
                   "pathvqa_hf": "pathvqa", "pmc_vqa": "pmc-vqa", "pmc_vqa_v2": "pmc-vqa",
                   "omnimedvqa": "omnimedvqa", "pmc_oa": "pmc-oa", "roco": "roco", "llava_med": "llava-med",
                   "llava_med_vqa": "llava-med", "medqa": "medqa", "pubmedqa": "pubmedqa", "cmb": "cmb",
-                  "cmexam": "cmexam"}
+                  "cmexam": "cmexam", "mmlu": "mmlu", "mmlu_hf": "mmlu", "cmmlu": "cmmlu", "ceval": "ceval"}
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +275,21 @@ def test_cli_mini_calls_the_builder(tmp_path, monkeypatch, capsys):
     assert main(["data", "mini", "--out", str(tmp_path / "mini"), "--seed", "4"]) == 0
     assert calls == [(tmp_path / "mini", 4)]
     assert '"train": 1' in capsys.readouterr().out
+
+
+def test_general_exams_read_subjects_and_layouts(sets):
+    """MMLU's release and Hub layouts give the same record shape; ``subjects`` filters; C-Eval's test
+    split (answers withheld) reports every row instead of inventing answers."""
+    release = convert("mmlu", sets["mmlu"], subjects=["anatomy"])
+    assert [r["meta"]["subject"] for r in release.records] == ["anatomy", "anatomy"]
+    femur = release.records[0]
+    assert femur["choices"] == ["Femur", "Tibia", "Humerus", "Radius"] and femur["meta"]["answer_letters"] == "A"
+    assert femur["conversations"][1]["value"] == "A. Femur" and "image" not in femur
+    hub = convert("mmlu", sets["mmlu_hf"])
+    assert [r["meta"]["answer_letters"] for r in hub.records] == ["B", "B"]
+    assert {r["meta"]["subject"] for r in hub.records} == {"high_school_biology", "elementary_mathematics"}
+    assert len(convert("mmlu", sets["mmlu"], split="val").records) == 2
+    assert convert("cmmlu", sets["cmmlu"]).records[0]["lang"] == "zh"
+    withheld = convert("ceval", sets["ceval"], split="test")
+    assert withheld.records == [] and len(withheld.problems) == 2
+    assert all("withheld" in reason for _, reason in withheld.problems)

@@ -22,6 +22,9 @@ CASES = {
     "pubmedqa": (public_sets.write_pubmedqa, set()),
     "cmb": (public_sets.write_cmb, {"exam_type", "question_type"}),
     "cmexam": (public_sets.write_cmexam, {"department", "competency"}),
+    "mmlu": (public_sets.write_mmlu, {"subject"}),
+    "cmmlu": (public_sets.write_cmmlu, {"subject"}),
+    "ceval": (public_sets.write_ceval, {"subject"}),
 }
 
 

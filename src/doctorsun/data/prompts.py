@@ -53,3 +53,24 @@ def mcq_answer(choices: list[str], index: int) -> str:
 def with_image(prompt: str) -> str:
     """Put the image placeholder first, as LLaVA's data does."""
     return f"{IMAGE_TOKEN}\n{prompt}"
+
+
+def split_prompt(value: str, lang: str) -> tuple[str, bool, str, list[str]] | None:
+    """A human turn built by ``data.prompts`` taken apart: ``(kind, has image, question, options)``, or
+    ``None`` when it is not one of the builders' shapes."""
+    image = value.startswith(IMAGE_TOKEN + "\n")
+    body = value[len(IMAGE_TOKEN) + 1:] if image else value
+    if IMAGE_TOKEN in body:
+        return None
+    if body == CAPTION_REQUEST[lang]:
+        return "caption", image, "", []
+    if body.startswith(CLOSED_SUFFIX[lang] + "\n"):
+        return "closed", image, body[len(CLOSED_SUFFIX[lang]) + 1:], []
+    lines = body.split("\n")
+    if OPTIONS_HEADER[lang] in lines and lines[-1] == MCQ_SUFFIX[lang]:
+        at = lines.index(OPTIONS_HEADER[lang])
+        options = lines[at + 1:-1]
+        if options and all(o.startswith(f"{LETTERS[i]}. ") for i, o in enumerate(options)):
+            return "mcq", image, "\n".join(lines[:at]), [o[3:] for o in options]
+        return None
+    return "open", image, body, []

@@ -35,6 +35,7 @@ class Benchmark:
 
 
 MODALITY: Group = ("modality", ("modality", "modality_type", "image_modality"))
+SUBJECT: Group = ("subject", ("subject",))
 ORGAN: Group = ("organ", ("organ", "image_organ", "location", "body_region", "region"))
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
@@ -59,6 +60,10 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               mcq_methods=("cmb", "huatuo"),
               groups=(("department", ("Clinical Department", "clinical_department")),
                       ("competency", ("Competency", "competency")))),
+    Benchmark("mmlu", "MMLU general knowledge, 57 subjects (retention of general skills)", "mmlu",
+              groups=(SUBJECT,)),
+    Benchmark("cmmlu", "CMMLU Chinese general knowledge, 67 subjects (retention)", "cmmlu", groups=(SUBJECT,)),
+    Benchmark("ceval", "C-Eval Chinese exams, 52 subjects (retention)", "ceval", groups=(SUBJECT,)),
     Benchmark("sunmed-vl-mini", "SunMed-VL-mini held-out split (or any SunMed-VL file)", None,
               groups=(MODALITY, ("region", ("region", "body_region")), ("organ", ("organ",)),
                       ("attribute", ("question",)))),

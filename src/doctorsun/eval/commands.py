@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="text-only baseline: every image replaced by a black one of the same size")
     p.add_argument("--batch-size", type=int, default=None, help="questions generated together (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit (default 32)")
+    p.add_argument("--scoring", choices=["generate", "likelihood"], default="generate",
+                   help="multiple choice: generate an answer and extract the option (default), or pick the "
+                        "option whose text is most likely as the reply (cloze form; transformers engine)")
     p.add_argument("--seed", type=int, default=0, help="seed (decoding is greedy; default 0)")
     p.add_argument("--fresh", action="store_true",
                    help="discard predictions already in --out instead of resuming from them")
@@ -65,7 +68,7 @@ def config_from_args(args: argparse.Namespace):
         if args.judge else None
     config = EvalConfig(bench=args.bench, batch_size=args.batch_size or 8, max_new_tokens=args.max_new_tokens,
                         blank_image=args.blank_image, limit=args.limit, seed=args.seed, resume=not args.fresh,
-                        split=args.split, judge=judge)
+                        split=args.split, judge=judge, scoring=args.scoring)
     return config, None
 
 

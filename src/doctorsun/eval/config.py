@@ -8,6 +8,8 @@ from typing import Any
 from doctorsun.errors import DoctorSunError
 from doctorsun.eval.judge import JudgeConfig
 
+SCORING = ("generate", "likelihood")
+
 
 @dataclass
 class EvalConfig:
@@ -31,6 +33,12 @@ class EvalConfig:
     """The benchmark split read (``None``: the set's test split); recorded so a protocol names it."""
     judge: JudgeConfig | None = None
     """An LLM judge for open answers (``None``: rule metrics only)."""
+    scoring: str = "generate"
+    """How multiple-choice questions are answered: ``generate`` (the model writes an answer, the
+    benchmark's extractors read it) or ``likelihood`` (each option's text scored as the reply to the
+    question without its option list, highest log-probability per byte wins: lm-evaluation-harness's
+    cloze form, which measures knowledge in models too small to pick letters). Other questions are
+    always generated."""
 
     def __post_init__(self) -> None:
         from doctorsun.eval.benchmarks import BENCHMARKS
@@ -44,6 +52,8 @@ class EvalConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise DoctorSunError(f"eval {name} must be an integer >= 1, not {value!r}")
+        if self.scoring not in SCORING:
+            raise DoctorSunError(f"eval scoring must be one of {', '.join(SCORING)}, not {self.scoring!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise DoctorSunError(f"eval limit must be >= 1 (or none), not {self.limit!r}")
 

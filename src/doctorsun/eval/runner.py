@@ -43,6 +43,9 @@ class Item:
     """The conversation up to and including the question."""
     images: list[Path]
     """Image files in placeholder order."""
+    cloze: list[dict[str, Any]] | None = None
+    """For a multiple-choice question, the conversation asking it without its option list (likelihood
+    scoring)."""
 
 
 def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
@@ -69,8 +72,10 @@ def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
     row: dict[str, Any] = {"id": str(record["id"]), "question": question, "answer": gold,
                            "lang": record.get("lang") or detect_lang(question),
                            "task": record.get("task"), "source": record.get("source")}
+    cloze = None
     if record.get("task") == "mcq" or record.get("choices"):
         row.update(_mcq_fields(record, gold))
+        cloze = _cloze(turns[:-1], row)
     else:
         declared = str(record.get("answer_type") or "").strip().upper()
         row["answer_type"] = declared or ("CLOSED" if normalize_vqa(gold) in YES_NO else "OPEN")
@@ -79,7 +84,19 @@ def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
     groups = group_values(record, bench)
     if groups:
         row["groups"] = groups
-    return Item(row, messages, [resolve_image(p, image_root) for p in paths])
+    return Item(row, messages, [resolve_image(p, image_root) for p in paths], cloze)
+
+
+def _cloze(turns: list[dict], row: dict) -> list[dict[str, Any]]:
+    """The question of the last human turn without its options and answer-format line (the prompt
+    builder's shape; any other prompt is kept as written)."""
+    from doctorsun.data.prompts import split_prompt, with_image
+
+    last = turns[-1]["value"]
+    parts = split_prompt(last, row["lang"]) if row["lang"] in ("en", "zh") else None
+    if parts is not None and parts[0] == "mcq":
+        last = with_image(parts[2]) if parts[1] else parts[2]
+    return record_messages({"conversations": [*turns[:-1], {"from": "human", "value": last}]})[0]
 
 
 def _mcq_fields(record: dict, gold: str) -> dict[str, Any]:
@@ -141,7 +158,8 @@ class Evaluation:
         key = {"bench": cfg.bench, "model": self.model["path"],
                "weights_fingerprint": self.model["weights_fingerprint"],
                "records_sha256": self.records_sha, "blank_image": cfg.blank_image,
-               "decoding": asdict(self.settings), "chat_template_sha256": self.prompt["chat_template_sha256"],
+               "decoding": asdict(self.settings), "scoring": cfg.scoring,
+               "chat_template_sha256": self.prompt["chat_template_sha256"],
                "builder_sha256": self.prompt["builder_sha256"]}
         if not cfg.resume:
             (self.out / PREDICTIONS).unlink(missing_ok=True)
@@ -172,7 +190,8 @@ class Evaluation:
         by_id = {**self.done, **{r["id"]: r for r in self.new_rows}}
         rows = [by_id[it.row["id"]] for it in self.items if it.row["id"] in by_id]
         scores: dict[str, Any] = {"bench": cfg.bench, "about": self.spec.about}
-        scores.update(score_rows(rows, self.spec.mcq_methods, [name for name, _ in self.spec.groups], cfg.seed))
+        methods = ("likelihood",) if cfg.scoring == "likelihood" else self.spec.mcq_methods
+        scores.update(score_rows(rows, methods, [name for name, _ in self.spec.groups], cfg.seed))
         if cfg.judge is not None:
             self._judge(rows, scores)
         scores["n_skipped"] = len(self.skipped)
@@ -245,17 +264,51 @@ class Evaluation:
         if not ready:
             return []
 
-        def run(pairs: list[tuple[Item, list]]) -> list[str]:
-            return self.engine.generate([it.messages for it, _ in pairs], [imgs for _, imgs in pairs],
-                                        self.settings)
+        likelihood = self.config.scoring == "likelihood"
+
+        def run(pairs: list[tuple[Item, list]]) -> list:
+            mcq = [(it, imgs) for it, imgs in pairs if likelihood and it.cloze is not None]
+            rest = [(it, imgs) for it, imgs in pairs if not (likelihood and it.cloze is not None)]
+            done = dict(zip((id(it) for it, _ in mcq), self._choose(mcq), strict=True))
+            if rest:
+                texts = self.engine.generate([it.messages for it, _ in rest], [imgs for _, imgs in rest],
+                                             self.settings)
+                done.update(zip((id(it) for it, _ in rest), texts, strict=True))
+            return [done[id(it)] for it, _ in pairs]
 
         rows = []
         for (item, _), text in zip(ready, isolate_failures(run, ready), strict=True):
             if isinstance(text, Exception):
                 self.skipped.append({"id": item.row["id"], "reason": f"generation failed: {text}"})
+            elif isinstance(text, dict):
+                rows.append({**item.row, **text})
             else:
                 rows.append({**item.row, "prediction": text})
         return rows
+
+    def _choose(self, pairs: list[tuple[Item, list]]) -> list[dict]:
+        """Likelihood scoring: every option's text as the reply to the cloze question; the option with
+        the highest log-probability per UTF-8 byte is the prediction (``loglik`` keeps each option's sum
+        and token count, so other normalisations can be recomputed from the predictions file)."""
+        if not pairs:
+            return []
+        if not hasattr(self.engine, "loglikelihood"):
+            raise DoctorSunError(f"the {getattr(self.engine, 'kind', '?')} engine cannot score likelihoods; "
+                                 "use --engine transformers or --scoring generate")
+        asks = [(it, imgs, letter, text) for it, imgs in pairs for letter, text in it.row["options"].items()]
+        scored = self.engine.loglikelihood([it.cloze for it, *_ in asks], [imgs for _, imgs, *_ in asks],
+                                           [text for *_, text in asks])
+        out: dict[int, dict] = {}
+        for (it, _, letter, _), (logprob, n_tokens) in zip(asks, scored, strict=True):
+            row = out.setdefault(id(it), {"scoring": "likelihood", "loglik": {}})
+            row["loglik"][letter] = [round(logprob, 4), n_tokens]
+        for it, _ in pairs:
+            row = out[id(it)]
+            options = it.row["options"]
+            best = max(options, key=lambda k: row["loglik"][k][0] / max(1, len(options[k].encode("utf-8"))))
+            row["choice"] = best
+            row["prediction"] = f"{best}. {options[best]}"
+        return [out[id(it)] for it, _ in pairs]
 
 
 def evaluate(engine, records, config: EvalConfig | None = None, *, image_root, out_dir, data_file=None,

@@ -24,8 +24,9 @@ from doctorsun.eval.metrics import (
     normalize_vqa,
 )
 
-MCQ_METHODS = ("huatuo", "cmb", "closest", "bleu", "pubmedqa")
-"""Multiple-choice extractors by name (see ``doctorsun.eval.mcq``)."""
+MCQ_METHODS = ("huatuo", "cmb", "closest", "bleu", "pubmedqa", "likelihood")
+"""Multiple-choice extractors by name (see ``doctorsun.eval.mcq``); ``likelihood`` reads the option that
+likelihood scoring chose (``row["choice"]``)."""
 
 MAX_GROUPS = 50
 """A breakdown field with more distinct values than this is left out (free text, not a category)."""
@@ -39,6 +40,8 @@ def mcq_correct(method: str, row: dict[str, Any]) -> bool:
     options: dict[str, str] = row["options"]
     gold: str = row["gold"]
     pred = row["prediction"]
+    if method == "likelihood":
+        return row.get("choice") == gold
     if method == "huatuo":
         return mcq.huatuo_choice(pred, options)[0] == gold
     if method == "cmb":

@@ -117,6 +117,34 @@ class Engine:
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return [cut_at_stop(t, settings.stop).strip() for t in texts]
 
+    @torch.inference_mode()
+    def loglikelihood(self, conversations, images, replies: Sequence[str]) -> list[tuple[float, int]]:
+        """``(sum of log-probabilities, tokens)`` of each reply as the assistant's next turn, one forward
+        pass per batch (the likelihood scoring of lm-evaluation-harness, on the chat template)."""
+        if len(replies) != len(conversations):
+            raise DoctorSunError(f"{len(conversations)} conversations but {len(replies)} replies")
+        prompts = self.encode(conversations, images)
+        prompt_lengths = prompts["attention_mask"].sum(dim=1).tolist()
+        texts = [self.processor.apply_chat_template(literal_messages(c), add_generation_prompt=True,
+                                                    tokenize=False) + r
+                 for c, r in zip(conversations, replies, strict=True)]
+        flat = [img for imgs in images for img in imgs]
+        inputs = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt").to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        logits = self.model(**inputs).logits.float()  # (B, T, V)
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        targets = inputs["input_ids"][:, 1:]
+        token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+        total = inputs["attention_mask"].sum(dim=1).tolist()
+        out = []
+        for i, (n_prompt, n_all) in enumerate(zip(prompt_lengths, total, strict=True)):
+            n_reply = n_all - n_prompt  # left padding: the reply is the row's last n_reply tokens
+            if n_reply < 1:
+                raise DoctorSunError(f"reply {i} ({replies[i]!r}) adds no token to its prompt")
+            out.append((float(token_lp[i, -n_reply:].sum()), n_reply))
+        return out
+
     def answer(self, question: str, image=None, settings: GenerationSettings | None = None,
                history: Sequence[Message] = ()) -> str:
         """One question, with or without an image (a PIL image: ``doctorsun.data.load_image`` reads files)."""

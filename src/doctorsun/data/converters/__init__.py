@@ -31,6 +31,9 @@ CONVERTERS: dict[str, tuple[str, str]] = {
     "pubmedqa": ("pubmedqa", "PubMedQA: ori_pqal.json (+ test_ground_truth.json for the test split)"),
     "cmb": ("cmb", "CMB-Exam: CMB-{test,val,train} merge JSON (+ CMB-test-choice-answer.json)"),
     "cmexam": ("cmexam", "CMExam: data/{train,val,test}.csv"),
+    "mmlu": ("mmlu", "MMLU: data/{dev,val,test}/{subject}_{split}.csv, or the Hub copy {subject}/{split}-*.parquet"),
+    "cmmlu": ("cmmlu", "CMMLU: {dev,test}/{subject}.csv (Chinese general knowledge)"),
+    "ceval": ("ceval", "C-Eval: {dev,val,test}/{subject}_{split}.csv (Chinese exams; test answers withheld)"),
 }
 
 
