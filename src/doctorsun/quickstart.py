@@ -19,13 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from doctorsun.errors import DoctorSunError
-from doctorsun.files import write_json
+from doctorsun.files import write_json, write_text
 
 log = logging.getLogger(__name__)
 
 STAGES = ("1-text", "2-vision", "3-align", "4-finetune", "4b-compare", "4c-consolidate")
 HEADLINE = (("closed_accuracy", "closed accuracy"), ("open_recall", "open recall"),
             ("mcq_accuracy", "MCQ accuracy"))
+GENERAL = (("knowledge", "general knowledge"), ("open_ended", "open-ended"), ("retention", "general retention"))
+"""General-skill columns: everyday-knowledge questions (English and Chinese, likelihood scoring), the share
+of open requests answered open-endedly, and the general score (their mean) relative to the base model's."""
+OPEN_TOKENS = 48
+"""Answer length for the open general requests."""
+REPLAY_TOKENS = 80
+"""Answer length for the base model's replay answers."""
 
 
 def default_recipes() -> Path:
@@ -71,11 +78,12 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
 def ensure_data(folder: Path, seed: int) -> dict:
     """SunMed-VL-mini in ``folder``: built once, reused when an earlier build with this seed is there."""
     from doctorsun.mini import build_mini
+    from doctorsun.mini.build import FORMAT_VERSION
 
     summary_file = folder / "summary.json"
     if summary_file.is_file():
         summary = json.loads(summary_file.read_text(encoding="utf-8"))
-        if summary.get("seed") == seed:
+        if summary.get("seed") == seed and summary.get("format_version") == FORMAT_VERSION:
             log.info("reusing SunMed-VL-mini in %s", folder)
             return summary
     return build_mini(folder, seed=seed)
@@ -108,9 +116,70 @@ def score(engine, records, data: Path, out: Path, args, blank: bool = False) -> 
     return {key: scores.get(key) for key, _ in HEADLINE}
 
 
+def general_scores(engine, data: Path, out: Path, args) -> dict:
+    """General skills of ``engine``'s LLM: ``knowledge`` (the mean of the English and Chinese everyday
+    questions, MMLU / CMMLU layouts, likelihood scoring), ``open_ended`` (share of ``OPEN_PROMPTS``
+    answered with more than a bare yes / no) and ``general`` (the mean of the two)."""
+    from statistics import fmean
+
+    from doctorsun.eval.benchmarks import load_benchmark
+    from doctorsun.eval.config import EvalConfig
+    from doctorsun.eval.runner import evaluate
+    from doctorsun.mini.general_text import OPEN_PROMPTS, open_ended
+
+    result: dict[str, float] = {}
+    for bench, lang in (("mmlu", "en"), ("cmmlu", "zh")):
+        loaded = load_benchmark(bench, data / "general-text" / bench)
+        config = EvalConfig(bench=bench, batch_size=args.eval_batch, scoring="likelihood", seed=args.seed,
+                            resume=False)
+        scores = evaluate(engine, loaded.records, config, image_root=None, out_dir=out / bench,
+                          data_file=loaded.data_path, model_name=engine.name, problems=loaded.problems)
+        result[f"knowledge_{lang}"] = scores["mcq_accuracy"]
+    answers = ask(engine, OPEN_PROMPTS, args.eval_batch, OPEN_TOKENS)
+    rows = [{"lang": lang, "prompt": p, "answer": a, "open_ended": open_ended(a, lang)}
+            for lang in OPEN_PROMPTS for p, a in zip(OPEN_PROMPTS[lang], answers[lang], strict=True)]
+    write_json(out / "open_prompts.json", rows)
+    result["knowledge"] = fmean([result["knowledge_en"], result["knowledge_zh"]])
+    result["open_ended"] = fmean([float(r["open_ended"]) for r in rows])
+    result["general"] = fmean([result["knowledge"], result["open_ended"]])
+    return result
+
+
+def ask(engine, prompts: dict[str, tuple[str, ...]], batch: int, max_new_tokens: int) -> dict[str, list[str]]:
+    """Greedy answers to text-only prompts, per language, in order."""
+    from doctorsun.model.chat import user_message
+    from doctorsun.model.generate import GenerationSettings
+
+    settings = GenerationSettings(max_new_tokens=max_new_tokens)
+    out: dict[str, list[str]] = {}
+    for lang, items in prompts.items():
+        out[lang] = []
+        for start in range(0, len(items), batch):
+            chunk = items[start:start + batch]
+            out[lang] += engine.generate([[user_message(p, 0)] for p in chunk], [[] for _ in chunk], settings)
+    return out
+
+
+def write_replay(engine, data: Path, batch: int) -> int:
+    """``general_text.jsonl``: the base model's own answers to ``REPLAY_PROMPTS``, mixed into instruction
+    tuning so that it keeps answering general requests as it did. Returns the number of records."""
+    from doctorsun.mini.general_text import REPLAY_PROMPTS, replay_records
+
+    records = replay_records(ask(engine, REPLAY_PROMPTS, batch, REPLAY_TOKENS))
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    write_text(data / "general_text.jsonl", text)
+    return len(records)
+
+
+def trains_llm(recipe) -> bool:
+    """Whether a stage changes the LLM (the general scores of the others equal their input's)."""
+    return recipe.parts.llm.mode != "frozen"
+
+
 def table(rows: dict[str, dict]) -> str:
-    cols = [label for key, label in HEADLINE if any(r.get(key) is not None for r in rows.values())]
-    keys = [key for key, label in HEADLINE if label in cols]
+    columns = HEADLINE + GENERAL
+    cols = [label for key, label in columns if any(r.get(key) is not None for r in rows.values())]
+    keys = [key for key, label in columns if label in cols]
     lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, r in rows.items():
         cells = ["-" if r.get(k) is None else f"{r[k]:.3f}" for k in keys]
@@ -150,8 +219,12 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.time()
     built = load_input(loaded["1-text"])
-    results = {"untrained": score(Engine(*built, name="untrained"), records, data, out / "eval" / "before",
-                                  args)}
+    base = Engine(*built, name="untrained")
+    results = {"untrained": {**score(base, records, data, out / "eval" / "before", args),
+                             **general_scores(base, data, out / "eval" / "before" / "general", args)}}
+    n_replay = write_replay(base, data, args.eval_batch)
+    log.info("%d replay answers of the base model in %s", n_replay, data / "general_text.jsonl")
+    del base
     lap("eval before", start)
 
     for stage in STAGES:
@@ -159,13 +232,24 @@ def run(args: argparse.Namespace) -> int:
         run_recipe(loaded[stage], start=built if stage == "1-text" else None)
         built = None
         lap(stage, start)
+        if stage != STAGES[-1] and trains_llm(loaded[stage]):
+            start = time.time()
+            model_dir = resolve_model_dir(out / stage)
+            results[f"after {stage}"] = general_scores(Engine(*load_model(model_dir), name=str(model_dir)), data,
+                                                       out / "eval" / stage / "general", args)
+            lap(f"eval {stage}", start)
 
     start = time.time()
     final = resolve_model_dir(out / STAGES[-1])
     engine = Engine(*load_model(final), name=str(final))
-    results["trained"] = score(engine, records, data, out / "eval" / "after", args)
+    results["trained"] = {**score(engine, records, data, out / "eval" / "after", args),
+                          **general_scores(engine, data, out / "eval" / "after" / "general", args)}
     results["trained, blank images"] = score(engine, records, data, out / "eval" / "blank", args, blank=True)
     lap("eval after", start)
+    base_general = results["untrained"]["general"]
+    for row in results.values():
+        if row.get("general") is not None and base_general:
+            row["retention"] = row["general"] / base_general
 
     total = time.time() - t0
     report = {"results": results, "n_questions": len(records), "timings_s": timings,
@@ -173,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
               "model": str(final)}
     write_json(out / "quickstart.json", report)
     print()
-    print(f"SunMed-VL-mini held-out questions ({len(records)}, English and Chinese):")
+    print(f"SunMed-VL-mini held-out questions ({len(records)}, English and Chinese), and general skills "
+          f"(everyday knowledge, open requests):")
     print(table(results))
     print()
     print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

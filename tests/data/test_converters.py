@@ -21,7 +21,8 @@ WRITER_TO_NAME = {"vqa_rad": "vqa-rad", "vqa_rad_hf": "vqa-rad", "slake": "slake
                   "pathvqa_hf": "pathvqa", "pmc_vqa": "pmc-vqa", "pmc_vqa_v2": "pmc-vqa",
                   "omnimedvqa": "omnimedvqa", "pmc_oa": "pmc-oa", "roco": "roco", "llava_med": "llava-med",
                   "llava_med_vqa": "llava-med", "medqa": "medqa", "pubmedqa": "pubmedqa", "cmb": "cmb",
-                  "cmexam": "cmexam", "mmlu": "mmlu", "mmlu_hf": "mmlu", "cmmlu": "cmmlu", "ceval": "ceval"}
+                  "cmexam": "cmexam", "mmlu": "mmlu", "mmlu_hf": "mmlu", "cmmlu": "cmmlu", "ceval": "ceval",
+                  "mmbench": "mmbench", "mmmu": "mmmu", "medxpertqa": "medxpertqa"}
 
 
 @pytest.fixture(scope="module")

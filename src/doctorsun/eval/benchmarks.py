@@ -32,10 +32,17 @@ class Benchmark:
     headline ``mcq_accuracy``."""
     groups: tuple[Group, ...] = field(default_factory=tuple)
     """Breakdown fields besides answer type and language."""
+    options: tuple[tuple[str, Any], ...] = ()
+    """Converter options this benchmark always reads with (e.g. MedXpertQA's subset)."""
+    circular: bool = False
+    """Ask every multiple-choice question once per rotation of its options (MMBench's circular
+    evaluation); ``circular_accuracy`` counts a question only when every rotation is right."""
 
 
 MODALITY: Group = ("modality", ("modality", "modality_type", "image_modality"))
 SUBJECT: Group = ("subject", ("subject",))
+MEDXPERT: tuple[Group, ...] = (("medical_task", ("medical_task",)), ("body_system", ("body_system",)),
+                               ("question_type", ("question_type",)))
 ORGAN: Group = ("organ", ("organ", "image_organ", "location", "body_region", "region"))
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
@@ -60,6 +67,15 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               mcq_methods=("cmb", "huatuo"),
               groups=(("department", ("Clinical Department", "clinical_department")),
                       ("competency", ("Competency", "competency")))),
+    Benchmark("mmbench", "MMBench general multimodal skills, English and Chinese (circular evaluation)", "mmbench",
+              mcq_methods=("mmbench", "huatuo"), circular=True,
+              groups=(("category", ("category",)), ("l2_category", ("l2_category",)))),
+    Benchmark("mmmu-med", "MMMU Health & Medicine: five subjects, multi-image, multiple choice and open", "mmmu",
+              mcq_methods=("mmmu",), groups=(SUBJECT, ("subfield", ("subfield",)), ("img_type", ("img_type",)))),
+    Benchmark("medxpertqa-mm", "MedXpertQA MM: expert medical questions over images, five options", "medxpertqa",
+              options=(("subset", "MM"),), groups=MEDXPERT),
+    Benchmark("medxpertqa-text", "MedXpertQA Text: expert medical questions, ten options", "medxpertqa",
+              options=(("subset", "Text"),), groups=MEDXPERT),
     Benchmark("mmlu", "MMLU general knowledge, 57 subjects (retention of general skills)", "mmlu",
               groups=(SUBJECT,)),
     Benchmark("cmmlu", "CMMLU Chinese general knowledge, 67 subjects (retention)", "cmmlu", groups=(SUBJECT,)),
@@ -113,7 +129,7 @@ def load_benchmark(name: str, data: str | Path, split: str | None = None) -> Loa
         return _load_sunmed(data, split)
     from doctorsun.data.converters import convert
 
-    result = convert(bench.converter, data, **({"split": split} if split else {}))
+    result = convert(bench.converter, data, **({"split": split} if split else {}), **dict(bench.options))
     return LoadedData(result.records, list(result.problems), result.image_root, data, result.split)
 
 

@@ -103,3 +103,116 @@ def pubmedqa_choice(output: str) -> str | None:
     if max(counts) == 0:
         return None
     return ("yes", "no", "maybe")[counts.index(max(counts))]
+
+
+_MMBENCH_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+                     "I'm sorry, but without the image provided", "Cannot determine the answer")
+
+
+def mmbench_choice(output: str, options: Mapping[str, str]) -> str | None:
+    """MMBench's exact-matching step (VLMEvalKit ``can_infer``): the one option letter that stands alone
+    in the output once ``.()[],:;!*#{}`` become spaces; else the one option whose text occurs in the
+    lower-cased output; else ``None`` (the authors then ask a judge LLM; without one it counts wrong).
+    https://github.com/open-compass/VLMEvalKit/blob/main/vlmeval/utils/matching_util.py"""
+    if any(refusal in output for refusal in _MMBENCH_REFUSALS):
+        return "Z"
+    mod = output
+    for c in ".()[],:;!*#{}":
+        mod = mod.replace(c, " ")
+    splits = [x.strip() for x in mod.split()]
+    hits = [k for k in options if k in splits]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits and sum(z in splits for z in ("Z", "")) == 1:
+        return "Z"  # the authors' "cannot answer" mark: never a gold letter
+    text = output.lower()
+    found = [k for k, v in options.items() if str(v).lower() in text]
+    return found[0] if len(found) == 1 else None
+
+
+def mmmu_choice(output: str, options: Mapping[str, str], seed: str = "") -> str:
+    """MMMU's ``parse_multi_choice_response``: "(B)" letters, else " B " letters, else (for answers longer
+    than five words) option texts found in the output; several candidates: the one found last; none: a
+    random letter, drawn here from a generator seeded by ``seed`` (the question id) so a rerun agrees.
+    https://github.com/MMMU-Benchmark/MMMU/blob/main/mmmu/utils/eval_utils.py"""
+    import random
+
+    response = output
+    for char in (",", ".", "!", "?", ";", ":", "'"):
+        response = response.strip(char)
+    response = " " + response + " "
+    letters = list(options)
+    candidates = [c for c in letters if f"({c})" in response]
+    bracket, by_index = bool(candidates), True
+    if not candidates:
+        candidates = [c for c in letters if f" {c} " in response]
+    if not candidates and len(response.split()) > 5:
+        candidates = [k for k in letters if options[k].lower() in response.lower()]
+        by_index = False
+    if not candidates:
+        return random.Random(f"mmmu:{seed}").choice(letters)
+    if len(candidates) == 1:
+        return candidates[0]
+    if by_index:
+        starts = [response.rfind(f"({c})" if bracket else f" {c} ") for c in candidates]
+    else:
+        starts = [response.lower().rfind(options[c].lower()) for c in candidates]
+    return candidates[starts.index(max(starts))]
+
+
+_COMMAS = re.compile(r"-?\b\d{1,3}(?:,\d{3})+\b")
+_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
+_SIMPLE = re.compile(r"-?(?:\d+\.\d+|\.\d+|\d+)(?![eE][+-]?\d+)(?![,\d])")
+_KEYS = ("could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result ")
+
+
+def _mmmu_normalise(value: str) -> list:
+    value = value.strip()
+    try:
+        return [round(float(value.replace(",", "")), 2)]
+    except ValueError:
+        value = value.lower()
+        return [" " + value, value + " "] if len(value) == 1 else [value]
+
+
+def mmmu_open_predictions(output: str) -> list:
+    """MMMU's ``parse_open_response``: the shortest text after a key phrase ("is ", "therefore "...; "="
+    in the last sentence) of each sentence, the numbers in those, normalised (numbers rounded to 2
+    places, text lower-cased)."""
+    response = output.strip().strip(".").lower()
+    subs = re.split(r"\.\s(?=[A-Z])|\n", response)
+    keys: list[str] = []
+    for i, sub in enumerate(subs):
+        indicators = [*_KEYS, "="] if i == len(subs) - 1 else list(_KEYS)
+        shortest = None
+        for ind in indicators:
+            if ind in sub:
+                tail = sub.split(ind)[-1].strip()
+                if shortest is None or len(tail) < len(shortest):
+                    shortest = tail
+        if shortest and shortest.strip() not in (":", ",", ".", "!", "?", ";", "'"):
+            keys.append(shortest)
+    if not keys:
+        keys = [response]
+    preds = list(keys)
+    for key in keys:
+        preds += _COMMAS.findall(key) + _SCIENTIFIC.findall(key) + _SIMPLE.findall(key)
+    out: list = []
+    for p in preds:
+        for v in _mmmu_normalise(p):
+            if v not in out:
+                out.append(v)
+    return out
+
+
+def mmmu_open_correct(output: str, answers: Sequence[str]) -> bool:
+    """MMMU's ``eval_open``: a normalised gold text inside a predicted text, or a gold number equal to a
+    predicted number."""
+    golds = [v for a in answers for v in _mmmu_normalise(str(a))]
+    for pred in mmmu_open_predictions(output):
+        if isinstance(pred, str):
+            if any(isinstance(g, str) and g in pred for g in golds):
+                return True
+        elif pred in golds:
+            return True
+    return False

@@ -17,6 +17,7 @@ CHART = "scores.png"
 LABELS = {
     "closed_accuracy": "closed accuracy", "open_recall": "open recall", "mcq_accuracy": "MCQ accuracy",
     "token_f1": "token F1", "bleu1": "BLEU-1", "exact_match": "exact match", "judge_accuracy": "judge accuracy",
+    "circular_accuracy": "circular accuracy", "accuracy": "accuracy",
 }
 DEFINITIONS = {
     "closed_accuracy": "LLaVA-Med hit rule on questions the set marks CLOSED",
@@ -26,6 +27,8 @@ DEFINITIONS = {
     "bleu1": "MultiMedEval BLEU-1, all VQA questions",
     "exact_match": "lmms-eval normalised exact match, all VQA questions",
     "judge_accuracy": "share of OPEN answers the LLM judge calls correct",
+    "circular_accuracy": "MMBench circular: a question counts when every rotation of its options is right",
+    "accuracy": "MMMU's rules over all questions (multiple choice parsed, open answers matched)",
 }
 SOURCES = {
     "llava_med": "LLaVA-Med `llava/eval/run_eval.py` (v1.0.0)",

@@ -79,6 +79,9 @@ def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
     else:
         declared = str(record.get("answer_type") or "").strip().upper()
         row["answer_type"] = declared or ("CLOSED" if normalize_vqa(gold) in YES_NO else "OPEN")
+        answers = (record.get("meta") or {}).get("answers")
+        if isinstance(answers, list) and answers:
+            row["answers"] = [str(a) for a in answers]  # every accepted gold (MMMU's open questions)
     if paths:
         row["image"] = paths
     groups = group_values(record, bench)
@@ -331,11 +334,38 @@ def _prepare_all(records: list, image_root, spec, skipped: list[dict]) -> list[I
     items = []
     for i, record in enumerate(records):
         try:
-            items.append(prepare(record, image_root, spec))
+            item = prepare(record, image_root, spec)
+            items += rotations(item) if spec.circular and item.row["answer_type"] == "MCQ" else [item]
         except ValueError as exc:
             rid = record.get("id") if isinstance(record, dict) else None
             skipped.append({"id": str(rid or f"item {i}"), "reason": str(exc)})
     return items
+
+
+def rotations(item: Item) -> list[Item]:
+    """MMBench's circular evaluation: the question once per rotation of its options (A B C D, then
+    B C D A as A B C D...), each a separate item ``ID@k`` that names its question in ``circular_of``."""
+    from doctorsun.data.prompts import LETTERS, mcq_prompt, split_prompt, with_image
+
+    row = item.row
+    content = item.messages[-1]["content"]
+    parts = split_prompt(content[-1]["text"], row["lang"])
+    if parts is None or parts[0] != "mcq" or row["multiple"] or len(content) > 2:
+        raise ValueError("circular evaluation needs a single-answer question in the prompt builder's shape")
+    _, _, question, texts = parts
+    image = len(content) == 2  # the picture, then the text
+    out = []
+    for k in range(len(texts)):
+        order = texts[k:] + texts[:k]
+        gold = LETTERS[order.index(texts[LETTERS.index(row["gold"])])]
+        prompt = mcq_prompt(question, order, row["lang"])
+        messages = record_messages({"conversations": [{"from": "human",
+                                                       "value": with_image(prompt) if image else prompt}]})[0]
+        messages = [*item.messages[:-1], messages[-1]]
+        new = {**row, "id": f"{row['id']}@{k}", "question": prompt, "gold": gold, "circular_of": row["id"],
+               "options": {LETTERS[i]: o for i, o in enumerate(order)}}
+        out.append(Item(new, messages, item.images, item.cloze))
+    return out
 
 
 def _resume(out: Path, key: dict[str, Any]) -> dict[str, dict]:

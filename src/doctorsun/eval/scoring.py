@@ -24,14 +24,15 @@ from doctorsun.eval.metrics import (
     normalize_vqa,
 )
 
-MCQ_METHODS = ("huatuo", "cmb", "closest", "bleu", "pubmedqa", "likelihood")
+MCQ_METHODS = ("huatuo", "cmb", "closest", "bleu", "pubmedqa", "likelihood", "mmbench", "mmmu")
 """Multiple-choice extractors by name (see ``doctorsun.eval.mcq``); ``likelihood`` reads the option that
 likelihood scoring chose (``row["choice"]``)."""
 
 MAX_GROUPS = 50
 """A breakdown field with more distinct values than this is left out (free text, not a category)."""
 
-HEADLINE = ("closed_accuracy", "open_recall", "mcq_accuracy", "token_f1", "bleu1", "exact_match")
+HEADLINE = ("closed_accuracy", "open_recall", "mcq_accuracy", "token_f1", "bleu1", "exact_match",
+            "circular_accuracy", "accuracy")
 """The numbers reported at the top level and in every breakdown group."""
 
 
@@ -42,6 +43,10 @@ def mcq_correct(method: str, row: dict[str, Any]) -> bool:
     pred = row["prediction"]
     if method == "likelihood":
         return row.get("choice") == gold
+    if method == "mmbench":
+        return mcq.mmbench_choice(pred, options) == gold
+    if method == "mmmu":
+        return mcq.mmmu_choice(pred, options, row["id"]) == gold
     if method == "huatuo":
         return mcq.huatuo_choice(pred, options)[0] == gold
     if method == "cmb":
@@ -63,7 +68,10 @@ def score_row(row: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]
         multiple = bool(row.get("multiple"))
         # Only CMB's extractor can return several letters; the others score single-answer questions.
         methods = [m for m in mcq_methods if m == "cmb" or not multiple]
-        return {"mcq": {m: mcq_correct(m, row) for m in methods}}
+        out_mcq: dict[str, Any] = {"mcq": {m: mcq_correct(m, row) for m in methods}}
+        if row.get("circular_of"):
+            out_mcq["circular_of"] = row["circular_of"]
+        return out_mcq
     pred, gold = row["prediction"], row["answer"]
     closed = row["answer_type"] == "CLOSED"
     out: dict[str, Any] = {"closed": closed, "yesno": normalize_vqa(gold) in YES_NO,
@@ -76,18 +84,25 @@ def score_row(row: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]
             f1, precision, recall = llava_med_prf(pred, gold, peer=peer)
             out["llava_open" + suffix] = {"f1": f1, "precision": precision, "recall": recall,
                                           "bleu1": llava_med_bleu1(pred, gold, peer=peer)}
+    if "mmmu" in mcq_methods:
+        out["mmmu_open"] = mcq.mmmu_open_correct(pred, row.get("answers") or [gold])
     return out
 
 
 def item_values(s: dict[str, Any], mcq_method: str | None) -> dict[str, float]:
     """One question's share of each headline number (its mean over the questions is the headline)."""
     if "mcq" in s:
-        return {"mcq_accuracy": float(s["mcq"][mcq_method])} if mcq_method in s["mcq"] else {}
+        if mcq_method not in s["mcq"]:
+            return {}
+        value = float(s["mcq"][mcq_method])
+        return {"mcq_accuracy": value, **({"accuracy": value} if mcq_method == "mmmu" else {})}
     out = {"token_f1": s["mme"]["f1"], "bleu1": s["mme"]["bleu1"], "exact_match": float(s["exact"])}
     if s["closed"]:
         out["closed_accuracy"] = float(s["llava_hit"])
     else:
         out["open_recall"] = s["llava_open"]["recall"]
+    if "mmmu_open" in s:
+        out["accuracy"] = float(s["mmmu_open"])
     return out
 
 
@@ -121,6 +136,20 @@ def aggregate(scored: list[dict[str, Any]], mcq_methods: Sequence[str]) -> dict[
             hits = [float(c[m]) for c in choice if m in c]
             if hits:
                 metrics["mcq"][m] = {"accuracy": fmean(hits), "n": len(hits)}
+    first = next((m for m in mcq_methods if any(m in c for c in choice)), None)
+    circular = [s for s in scored if "circular_of" in s and first in s["mcq"]]
+    if circular:  # MMBench: a question is right only when every rotation of its options is
+        groups: dict[str, list[bool]] = {}
+        for s in circular:
+            groups.setdefault(s["circular_of"], []).append(bool(s["mcq"][first]))
+        metrics["circular"] = {"accuracy": fmean(all(g) for g in groups.values()), "n": len(groups),
+                               "passes": len(circular), "method": first}
+    if "mmmu" in mcq_methods:  # MMMU: one accuracy over multiple-choice and open questions
+        hits = [float(s["mcq"]["mmmu"]) for s in scored if "mmmu" in s.get("mcq", {})]
+        opens = [float(s["mmmu_open"]) for s in scored if "mmmu_open" in s]
+        if hits or opens:
+            metrics["mmmu"] = {"accuracy": fmean(hits + opens), "n": len(hits) + len(opens),
+                               "mcq_accuracy": _mean(hits), "open_accuracy": _mean(opens), "n_open": len(opens)}
     out: dict[str, Any] = {"n": len(scored), **_headline(metrics, mcq_methods), "metrics": metrics}
     return out
 
@@ -162,6 +191,10 @@ def _headline(metrics: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, 
             head["mcq_accuracy"] = metrics["mcq"][m]["accuracy"]
             head["mcq_method"] = m
             break
+    if "circular" in metrics:
+        head["circular_accuracy"] = metrics["circular"]["accuracy"]
+    if "mmmu" in metrics:
+        head["accuracy"] = metrics["mmmu"]["accuracy"]
     return head
 
 

@@ -28,6 +28,7 @@ from doctorsun.errors import DoctorSunError
 from doctorsun.files import atomic_dir
 from doctorsun.mini.card import write_card
 from doctorsun.mini.general import general_records, general_views
+from doctorsun.mini.general_text import KNOWLEDGE, OPEN_PROMPTS, REPLAY_PROMPTS, write_knowledge
 from doctorsun.mini.questions import balance_closed, caption_records, item_records, plan_items
 from doctorsun.mini.sources import MEDICAL, Source
 from doctorsun.mini.text import text_records
@@ -36,7 +37,7 @@ from doctorsun.mini.views import View, assign, augment, prepare, rng_for
 log = logging.getLogger(__name__)
 
 NAME = "SunMed-VL-mini"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 QUESTIONS_PER_VIEW = 3
 FILES = ("align_train.jsonl", "instruct_train.jsonl", "test.jsonl", "general.jsonl", "text_train.jsonl")
 
@@ -115,6 +116,7 @@ def _build_into(folder: Path, seed: int) -> dict:
     }
     for name, records in files.items():
         _write_jsonl(folder / name, records)
+    write_knowledge(folder / "general-text")
     summary = _summary(seed, medical, general, files)
     summary_text = json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     (folder / "summary.json").write_text(summary_text, encoding="utf-8")
@@ -143,6 +145,9 @@ def _summary(seed: int, medical: list[tuple[Source, View]], general: list,
         "name": NAME, "format_version": FORMAT_VERSION, "seed": seed, "image_size": 128,
         "records": {name: len(records) for name, records in files.items()},
         "images": len(medical) + len(general),
+        "general_text": {"knowledge_questions": {"en": len(KNOWLEDGE), "zh": len(KNOWLEDGE)},
+                         "open_prompts": {k: len(v) for k, v in OPEN_PROMPTS.items()},
+                         "replay_prompts": {k: len(v) for k, v in REPLAY_PROMPTS.items()}},
         "views": {"train": sum(views["train"].values()), "test": sum(views["test"].values()),
                   "general": len(general)},
         "views_by_modality": views,

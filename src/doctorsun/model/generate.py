@@ -115,7 +115,8 @@ class Engine:
         out = self.model.generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:]  # (B, T_new)
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return [cut_at_stop(t, settings.stop).strip() for t in texts]
+        # A length limit can end inside a multi-byte character (byte-level BPE), which decodes as U+FFFD.
+        return [cut_at_stop(t.rstrip("\ufffd"), settings.stop).strip() for t in texts]
 
     @torch.inference_mode()
     def loglikelihood(self, conversations, images, replies: Sequence[str]) -> list[tuple[float, int]]:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from doctorsun.data.io import json_lines, load_json
 from doctorsun.data.prompts import (
+    IMAGE_TOKEN,
     caption_prompt,
     closed_prompt,
     mcq_answer,
     mcq_prompt,
     open_prompt,
-    with_image,
 )
 from doctorsun.data.records import detect_lang, image_paths
 from doctorsun.errors import DoctorSunError
@@ -131,7 +131,7 @@ def yes_no(answer: str, lang: str) -> str | None:
     return None
 
 
-def vqa_record(rid: str, question: str, answer: str, *, source: str, lang: str, image: str | None,
+def vqa_record(rid: str, question: str, answer: str, *, source: str, lang: str, image: str | list[str] | None,
                answer_type: str | None = None, meta: dict | None = None) -> dict:
     """A VQA record: yes/no golds get the closed prompt; ``task`` follows the set's ``answer_type``
     where it has one (VQA-RAD marks some non-yes/no questions CLOSED) and yes/no otherwise."""
@@ -153,7 +153,7 @@ def vqa_record(rid: str, question: str, answer: str, *, source: str, lang: str, 
 
 
 def mcq_record(rid: str, question: str, choices: list[str], gold: list[int], *, source: str, lang: str,
-               image: str | None = None, meta: dict | None = None) -> dict:
+               image: str | list[str] | None = None, meta: dict | None = None) -> dict:
     """An MCQ record; the gold letters are also kept in ``meta["answer_letters"]`` (``"ABC"`` for a
     several-answer item, whose gpt turn lists each chosen option on its own line)."""
     if not question:
@@ -208,8 +208,12 @@ def choices_from_letter_dict(options: dict) -> list[str]:
     return texts
 
 
-def _turns(prompt: str, answer: str, image: str | None) -> list[dict]:
-    return [{"from": "human", "value": with_image(prompt) if image else prompt},
+def _turns(prompt: str, answer: str, image: str | list[str] | None) -> list[dict]:
+    """The two turns; one placeholder per image goes first, unless the prompt already places them
+    (MMMU's questions hold theirs inline)."""
+    n_images = len(image) if isinstance(image, list) else int(bool(image))
+    missing = n_images - prompt.count(IMAGE_TOKEN)
+    return [{"from": "human", "value": (IMAGE_TOKEN + "\n") * missing + prompt if missing > 0 else prompt},
             {"from": "gpt", "value": answer}]
 
 
