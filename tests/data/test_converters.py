@@ -22,7 +22,8 @@ WRITER_TO_NAME = {"vqa_rad": "vqa-rad", "vqa_rad_hf": "vqa-rad", "slake": "slake
                   "omnimedvqa": "omnimedvqa", "pmc_oa": "pmc-oa", "roco": "roco", "llava_med": "llava-med",
                   "llava_med_vqa": "llava-med", "medqa": "medqa", "pubmedqa": "pubmedqa", "cmb": "cmb",
                   "cmexam": "cmexam", "mmlu": "mmlu", "mmlu_hf": "mmlu", "cmmlu": "cmmlu", "ceval": "ceval",
-                  "mmbench": "mmbench", "mmmu": "mmmu", "medxpertqa": "medxpertqa"}
+                  "mmbench": "mmbench", "mmmu": "mmmu", "medxpertqa": "medxpertqa", "iu_xray": "iu-xray",
+                  "mimic_cxr": "mimic-cxr"}
 
 
 @pytest.fixture(scope="module")
@@ -294,3 +295,25 @@ def test_general_exams_read_subjects_and_layouts(sets):
     withheld = convert("ceval", sets["ceval"], split="test")
     assert withheld.records == [] and len(withheld.problems) == 2
     assert all("withheld" in reason for _, reason in withheld.problems)
+
+
+def test_report_sets_take_their_sections_and_views(tmp_path):
+    """IU-Xray's Open-i XML (no split: read as ``all``, asked by name), its sections; MIMIC-CXR's
+    findings from the free text, the frontal view first."""
+    openi = ps.write_iu_xray_openi(tmp_path / "openi")
+    with pytest.raises(DoctorSunError, match="use split all"):
+        convert("iu-xray", openi)
+    result = convert("iu-xray", openi, split="all")
+    assert len(result.records) == 2 and [p[0] for p in result.problems] == ["3.xml", "9.xml"]
+    first = result.records[0]
+    assert first["task"] == "report" and first["conversations"][0]["value"].count("<image>") == 2
+    assert first["conversations"][1]["value"].startswith("The heart size is normal.")
+    both = convert("iu-xray", openi, split="all", section="both")
+    assert len(both.records) == 3 and both.records[2]["conversations"][1]["value"] == "Normal chest."
+    assert validate(first, image_root=result.image_root, check_images=True) == []
+    mimic = convert("mimic-cxr", ps.write_mimic_cxr(tmp_path / "mimic"))
+    study = next(r for r in mimic.records if r["meta"]["study"] == "50414267")
+    assert study["image"] == ["files/p10/p10000032/s50414267/d1-pa.jpg"] and study["meta"]["views"] == ["PA"]
+    assert study["conversations"][1]["value"] == "There is no focal consolidation. Heart size is normal."
+    assert mimic.problems[0][0] == "s50414269" and "section" in mimic.problems[0][1]
+    assert len(convert("mimic-cxr", tmp_path / "mimic" / "mimic-cxr", split="train").records) == 1

@@ -29,6 +29,8 @@ CASES = {
     "mmmu-med": (public_sets.write_mmmu, {"subject", "subfield"}),
     "medxpertqa-mm": (public_sets.write_medxpertqa, {"medical_task", "body_system", "question_type"}),
     "medxpertqa-text": (public_sets.write_medxpertqa, {"medical_task"}),
+    "iu-xray": (public_sets.write_iu_xray, set()),
+    "mimic-cxr": (public_sets.write_mimic_cxr, set()),
 }
 EXPECTED = {"medxpertqa-text": (1, 0)}
 """Benchmarks whose converter options read another part of the fixture than its default."""
@@ -59,6 +61,9 @@ def test_benchmark_end_to_end(bench, tiny_model_dir, tmp_path, capsys):
     if any(r["answer_type"] == "MCQ" for r in load_jsonl(out / "predictions.jsonl")):
         assert scores["mcq_method"] == BENCHMARKS[bench].mcq_methods[0]
         assert set(scores["metrics"]["mcq"]) == set(BENCHMARKS[bench].mcq_methods)
+    elif BENCHMARKS[bench].converter in ("iu-xray", "mimic-cxr"):
+        assert {"bleu_4", "rouge_l", "meteor", "cider"} <= set(scores)
+        assert set(scores["metrics"]["report"]) >= {"bleu_1", "bleu_2", "bleu_3", "implementation"}
     else:
         assert scores["closed_accuracy"] is not None and scores["token_f1"] is not None
     assert f"{bench}: {good} scored" in capsys.readouterr().out
@@ -149,3 +154,21 @@ def test_quickstart_scoring_replaces_an_earlier_runs_answers(tiny_model_dir, tmp
     score(Engine(model, processor, name="second run"), records, tmp_path / "mini", out, args)
     assert json.loads((out / "run.json").read_text(encoding="utf-8"))["model"] == "second run"
     assert len(load_jsonl(out / "predictions.jsonl")) == 6
+
+
+def test_report_benchmarks_answer_at_report_length():
+    """Without --max-new-tokens a report benchmark allows 160 tokens (a findings section), VQA 32."""
+    import argparse
+
+    from doctorsun.eval.commands import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    lengths = {}
+    for bench in ("iu-xray", "mimic-cxr", "slake"):
+        args = parser.parse_args(["--model", "m", "--bench", bench, "--data", "d", "--out", "o"])
+        lengths[bench] = config_from_args(args)[0].max_new_tokens
+    assert lengths == {"iu-xray": 160, "mimic-cxr": 160, "slake": 32}
+    args = parser.parse_args(["--model", "m", "--bench", "iu-xray", "--data", "d", "--out", "o",
+                              "--max-new-tokens", "20"])
+    assert config_from_args(args)[0].max_new_tokens == 20

@@ -23,6 +23,15 @@ OPTIONS_HEADER = {"en": "Options:", "zh": "选项："}
 CAPTION_REQUEST = {"en": "Describe this medical image.", "zh": "请描述这张医学图像。"}
 
 
+REPORT_REQUEST = {"en": "Write the findings section of the radiology report for this chest X-ray.",
+                  "zh": "请为这张胸部X光片撰写放射学报告的检查所见部分。"}
+
+
+def report_prompt(lang: str = "en") -> str:
+    """The human turn of a report-generation record (IU-Xray, MIMIC-CXR)."""
+    return REPORT_REQUEST[lang]
+
+
 def caption_prompt(lang: str = "en") -> str:
     """The human turn of a caption record (caption sets have no question of their own)."""
     return CAPTION_REQUEST[lang]

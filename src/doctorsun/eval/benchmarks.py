@@ -34,6 +34,8 @@ class Benchmark:
     """Breakdown fields besides answer type and language."""
     options: tuple[tuple[str, Any], ...] = ()
     """Converter options this benchmark always reads with (e.g. MedXpertQA's subset)."""
+    max_new_tokens: int = 32
+    """Answer length limit unless the user sets one (reports are long)."""
     circular: bool = False
     """Ask every multiple-choice question once per rotation of its options (MMBench's circular
     evaluation); ``circular_accuracy`` counts a question only when every rotation is right."""
@@ -76,6 +78,10 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               options=(("subset", "MM"),), groups=MEDXPERT),
     Benchmark("medxpertqa-text", "MedXpertQA Text: expert medical questions, ten options", "medxpertqa",
               options=(("subset", "Text"),), groups=MEDXPERT),
+    Benchmark("iu-xray", "IU-Xray chest X-ray report generation (findings; BLEU, ROUGE-L, METEOR, CIDEr)",
+              "iu-xray", max_new_tokens=160),
+    Benchmark("mimic-cxr", "MIMIC-CXR chest X-ray report generation (findings; BLEU, ROUGE-L, METEOR, CIDEr)",
+              "mimic-cxr", max_new_tokens=160),
     Benchmark("mmlu", "MMLU general knowledge, 57 subjects (retention of general skills)", "mmlu",
               groups=(SUBJECT,)),
     Benchmark("cmmlu", "CMMLU Chinese general knowledge, 67 subjects (retention)", "cmmlu", groups=(SUBJECT,)),

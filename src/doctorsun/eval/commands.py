@@ -23,7 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blank-image", action="store_true",
                    help="text-only baseline: every image replaced by a black one of the same size")
     p.add_argument("--batch-size", type=int, default=None, help="questions generated together (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit (default 32)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="answer length limit (default: the benchmark's, 32; 160 for reports)")
+    p.add_argument("--clinical", action="append", default=[], metavar="METRIC",
+                   help="report benchmarks: also score with chexbert, radgraph or module:function (needs their "
+                        "packages and weights; repeatable)")
     p.add_argument("--scoring", choices=["generate", "likelihood"], default="generate",
                    help="multiple choice: generate an answer and extract the option (default), or pick the "
                         "option whose text is most likely as the reply (cloze form; transformers engine)")
@@ -66,9 +70,13 @@ def config_from_args(args: argparse.Namespace):
         raise DoctorSunError("--judge URL and --judge-model NAME go together")
     judge = JudgeConfig(args.judge, args.judge_model, args.judge_api_key_env, concurrency=args.judge_concurrency) \
         if args.judge else None
-    config = EvalConfig(bench=args.bench, batch_size=args.batch_size or 8, max_new_tokens=args.max_new_tokens,
+    from doctorsun.eval.benchmarks import get_benchmark
+
+    max_new = args.max_new_tokens or get_benchmark(args.bench).max_new_tokens
+    config = EvalConfig(bench=args.bench, batch_size=args.batch_size or 8, max_new_tokens=max_new,
                         blank_image=args.blank_image, limit=args.limit, seed=args.seed, resume=not args.fresh,
-                        split=args.split, judge=judge, scoring=args.scoring)
+                        split=args.split, judge=judge, scoring=args.scoring,
+                        clinical=list(args.clinical))
     return config, None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from doctorsun.errors import DoctorSunError
@@ -33,6 +33,9 @@ class EvalConfig:
     """The benchmark split read (``None``: the set's test split); recorded so a protocol names it."""
     judge: JudgeConfig | None = None
     """An LLM judge for open answers (``None``: rule metrics only)."""
+    clinical: list[str] = field(default_factory=list)
+    """Clinical metrics of generated reports that need model weights: ``chexbert``, ``radgraph`` or
+    ``module:function`` (``doctorsun.eval.report_metrics``); each reported under its name."""
     scoring: str = "generate"
     """How multiple-choice questions are answered: ``generate`` (the model writes an answer, the
     benchmark's extractors read it) or ``likelihood`` (each option's text scored as the reply to the

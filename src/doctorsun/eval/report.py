@@ -17,7 +17,8 @@ CHART = "scores.png"
 LABELS = {
     "closed_accuracy": "closed accuracy", "open_recall": "open recall", "mcq_accuracy": "MCQ accuracy",
     "token_f1": "token F1", "bleu1": "BLEU-1", "exact_match": "exact match", "judge_accuracy": "judge accuracy",
-    "circular_accuracy": "circular accuracy", "accuracy": "accuracy",
+    "circular_accuracy": "circular accuracy", "accuracy": "accuracy", "bleu_4": "BLEU-4", "rouge_l": "ROUGE-L",
+    "meteor": "METEOR", "cider": "CIDEr",
 }
 DEFINITIONS = {
     "closed_accuracy": "LLaVA-Med hit rule on questions the set marks CLOSED",
@@ -29,6 +30,10 @@ DEFINITIONS = {
     "judge_accuracy": "share of OPEN answers the LLM judge calls correct",
     "circular_accuracy": "MMBench circular: a question counts when every rotation of its options is right",
     "accuracy": "MMMU's rules over all questions (multiple choice parsed, open answers matched)",
+    "bleu_4": "corpus BLEU-4 of the reports (pycocoevalcap; BLEU-1..3 under metrics.report)",
+    "rouge_l": "ROUGE-L F (pycocoevalcap, beta 1.2)",
+    "meteor": "METEOR (implementation named under metrics.report)",
+    "cider": "CIDEr-D (pycocoevalcap)",
 }
 SOURCES = {
     "llava_med": "LLaVA-Med `llava/eval/run_eval.py` (v1.0.0)",

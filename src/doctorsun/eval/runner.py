@@ -76,6 +76,8 @@ def prepare(record: Any, image_root: str | Path | None, bench) -> Item:
     if record.get("task") == "mcq" or record.get("choices"):
         row.update(_mcq_fields(record, gold))
         cloze = _cloze(turns[:-1], row)
+    elif record.get("task") == "report":
+        row["answer_type"] = "REPORT"  # scored on the corpus (BLEU, ROUGE-L, METEOR, CIDEr)
     else:
         declared = str(record.get("answer_type") or "").strip().upper()
         row["answer_type"] = declared or ("CLOSED" if normalize_vqa(gold) in YES_NO else "OPEN")
@@ -197,6 +199,12 @@ class Evaluation:
         scores.update(score_rows(rows, methods, [name for name, _ in self.spec.groups], cfg.seed))
         if cfg.judge is not None:
             self._judge(rows, scores)
+        reports = [r for r in rows if r["answer_type"] == "REPORT"]
+        if cfg.clinical and reports:
+            from doctorsun.eval.report_metrics import clinical_scores
+
+            scores["metrics"]["clinical"] = clinical_scores(cfg.clinical, [r["prediction"] for r in reports],
+                                                            [r["answer"] for r in reports])
         scores["n_skipped"] = len(self.skipped)
         scores["problems"] = self.skipped
         new, seconds = len(self.new_rows), self.seconds

@@ -32,7 +32,7 @@ MAX_GROUPS = 50
 """A breakdown field with more distinct values than this is left out (free text, not a category)."""
 
 HEADLINE = ("closed_accuracy", "open_recall", "mcq_accuracy", "token_f1", "bleu1", "exact_match",
-            "circular_accuracy", "accuracy")
+            "circular_accuracy", "accuracy", "bleu_4", "rouge_l", "meteor", "cider")
 """The numbers reported at the top level and in every breakdown group."""
 
 
@@ -63,7 +63,10 @@ def mcq_correct(method: str, row: dict[str, Any]) -> bool:
 
 
 def score_row(row: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]:
-    """Every per-question score that applies to ``row``."""
+    """Every per-question score that applies to ``row`` (a report is scored on the corpus: its pair is
+    kept for ``aggregate``)."""
+    if row["answer_type"] == "REPORT":
+        return {"report": (str(row["prediction"]), str(row["answer"]))}
     if row["answer_type"] == "MCQ":
         multiple = bool(row.get("multiple"))
         # Only CMB's extractor can return several letters; the others score single-answer questions.
@@ -91,6 +94,8 @@ def score_row(row: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, Any]
 
 def item_values(s: dict[str, Any], mcq_method: str | None) -> dict[str, float]:
     """One question's share of each headline number (its mean over the questions is the headline)."""
+    if "report" in s:
+        return {}
     if "mcq" in s:
         if mcq_method not in s["mcq"]:
             return {}
@@ -112,7 +117,7 @@ def _mean(values: list[float]) -> float | None:
 
 def aggregate(scored: list[dict[str, Any]], mcq_methods: Sequence[str]) -> dict[str, Any]:
     """Average per-question scores into the named metric groups and the headline numbers."""
-    vqa = [s for s in scored if "mcq" not in s]
+    vqa = [s for s in scored if "mcq" not in s and "report" not in s]
     closed = [s for s in vqa if s["closed"]]
     yesno = [s for s in vqa if s["yesno"]]
     open_ = [s for s in vqa if not s["closed"]]
@@ -150,6 +155,11 @@ def aggregate(scored: list[dict[str, Any]], mcq_methods: Sequence[str]) -> dict[
         if hits or opens:
             metrics["mmmu"] = {"accuracy": fmean(hits + opens), "n": len(hits) + len(opens),
                                "mcq_accuracy": _mean(hits), "open_accuracy": _mean(opens), "n_open": len(opens)}
+    reports = [s["report"] for s in scored if "report" in s]
+    if reports:
+        from doctorsun.eval.report_metrics import corpus_scores
+
+        metrics["report"] = corpus_scores([p for p, _ in reports], [r for _, r in reports])
     out: dict[str, Any] = {"n": len(scored), **_headline(metrics, mcq_methods), "metrics": metrics}
     return out
 
@@ -195,6 +205,8 @@ def _headline(metrics: dict[str, Any], mcq_methods: Sequence[str]) -> dict[str, 
         head["circular_accuracy"] = metrics["circular"]["accuracy"]
     if "mmmu" in metrics:
         head["accuracy"] = metrics["mmmu"]["accuracy"]
+    if "report" in metrics:
+        head.update({k: metrics["report"][k] for k in ("bleu_4", "rouge_l", "meteor", "cider")})
     return head
 
 

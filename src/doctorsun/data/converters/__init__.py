@@ -34,6 +34,9 @@ CONVERTERS: dict[str, tuple[str, str]] = {
     "mmbench": ("mmbench", "MMBench: MMBench_{DEV,TEST}_{EN,CN}.tsv (base64 images inside)"),
     "mmmu": ("mmmu", "MMMU: {Subject}/{dev,validation,test}-*.parquet (Health & Medicine subjects by default)"),
     "medxpertqa": ("medxpertqa", "MedXpertQA: {Text,MM}/{dev,test}.jsonl + images/"),
+    "iu-xray": ("iu_xray", "IU-Xray: R2Gen's annotation.json + images/, Open-i ecgen-radiology/*.xml + NLMCXR_png/, "
+                           "or Kaggle indiana_reports.csv"),
+    "mimic-cxr": ("mimic_cxr", "MIMIC-CXR: mimic-cxr-reports/ + mimic-cxr-2.0.0-split.csv + files/ (JPG)"),
     "mmlu": ("mmlu", "MMLU: data/{dev,val,test}/{subject}_{split}.csv, or the Hub copy {subject}/{split}-*.parquet"),
     "cmmlu": ("cmmlu", "CMMLU: {dev,test}/{subject}.csv (Chinese general knowledge)"),
     "ceval": ("ceval", "C-Eval: {dev,val,test}/{subject}_{split}.csv (Chinese exams; test answers withheld)"),

@@ -23,6 +23,7 @@ from doctorsun.data.prompts import (
     mcq_answer,
     mcq_prompt,
     open_prompt,
+    report_prompt,
 )
 from doctorsun.data.records import detect_lang, image_paths
 from doctorsun.errors import DoctorSunError
@@ -170,6 +171,18 @@ def mcq_record(rid: str, question: str, choices: list[str], gold: list[int], *, 
         del record["image"]
     meta = dict(meta or {})
     meta["answer_letters"] = "".join(LETTERS[g] for g in sorted(set(gold)))
+    return _with_meta(record, meta)
+
+
+def report_record(rid: str, report: str, images: list[str], *, source: str, lang: str,
+                  meta: dict | None = None) -> dict:
+    """A report-generation record: the study's images, the report request, the report."""
+    if not report:
+        raise ValueError("empty report section")
+    if not images:
+        raise ValueError("no image")
+    record = {"id": rid, "image": images, "conversations": _turns(report_prompt(lang), report, images),
+              "lang": lang, "source": source, "task": "report"}
     return _with_meta(record, meta)
 
 
