@@ -36,6 +36,8 @@ class Benchmark:
     """Converter options this benchmark always reads with (e.g. MedXpertQA's subset)."""
     max_new_tokens: int = 32
     """Answer length limit unless the user sets one (reports are long)."""
+    domain: str = "medical"
+    """``medical`` or ``general``: which side of a retention view (``eval compare``) it is on."""
     circular: bool = False
     """Ask every multiple-choice question once per rotation of its options (MMBench's circular
     evaluation); ``circular_accuracy`` counts a question only when every rotation is right."""
@@ -71,7 +73,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
                       ("competency", ("Competency", "competency")))),
     Benchmark("mmbench", "MMBench general multimodal skills, English and Chinese (circular evaluation)", "mmbench",
               mcq_methods=("mmbench", "huatuo"), circular=True,
-              groups=(("category", ("category",)), ("l2_category", ("l2_category",)))),
+              groups=(("category", ("category",)), ("l2_category", ("l2_category",))), domain="general"),
     Benchmark("mmmu-med", "MMMU Health & Medicine: five subjects, multi-image, multiple choice and open", "mmmu",
               mcq_methods=("mmmu",), groups=(SUBJECT, ("subfield", ("subfield",)), ("img_type", ("img_type",)))),
     Benchmark("medxpertqa-mm", "MedXpertQA MM: expert medical questions over images, five options", "medxpertqa",
@@ -83,9 +85,10 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("mimic-cxr", "MIMIC-CXR chest X-ray report generation (findings; BLEU, ROUGE-L, METEOR, CIDEr)",
               "mimic-cxr", max_new_tokens=160),
     Benchmark("mmlu", "MMLU general knowledge, 57 subjects (retention of general skills)", "mmlu",
-              groups=(SUBJECT,)),
-    Benchmark("cmmlu", "CMMLU Chinese general knowledge, 67 subjects (retention)", "cmmlu", groups=(SUBJECT,)),
-    Benchmark("ceval", "C-Eval Chinese exams, 52 subjects (retention)", "ceval", groups=(SUBJECT,)),
+              groups=(SUBJECT,), domain="general"),
+    Benchmark("cmmlu", "CMMLU Chinese general knowledge, 67 subjects (retention)", "cmmlu", groups=(SUBJECT,),
+              domain="general"),
+    Benchmark("ceval", "C-Eval Chinese exams, 52 subjects (retention)", "ceval", groups=(SUBJECT,), domain="general"),
     Benchmark("sunmed-vl-mini", "SunMed-VL-mini held-out split (or any SunMed-VL file)", None,
               groups=(MODALITY, ("region", ("region", "body_region")), ("organ", ("organ",)),
                       ("attribute", ("question",)))),

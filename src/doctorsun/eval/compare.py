@@ -1,4 +1,6 @@
 """``doctorsun eval compare RUN_A RUN_B``: is B better than A, on the questions both answered?
+With folders of runs (a base model's and a trained model's evaluations), the retention view: every
+benchmark both hold, medical and general side by side, and how much of the base score is kept.
 
 Each run's predictions are scored again question by question (so nothing but ``predictions.jsonl`` and
 ``scores.json`` is needed), the questions both runs share are paired, and per headline metric the
@@ -31,10 +33,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                             "(default: beside RUN_B, compare-A-vs-B)")
     p.add_argument("--force", action="store_true", help="compare runs on different data or prompts anyway")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--retention", action="store_true",
+                   help="retention view: RUN_A and RUN_B are folders of runs (base, trained), paired by path; "
+                        "medical and general benchmarks side by side (the default when they hold several runs)")
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or args.run_b.parent / f"compare-{args.run_a.name}-vs-{args.run_b.name}"
+    if args.retention or is_collection(args.run_a) or is_collection(args.run_b):
+        result = retention(args.run_a, args.run_b, seed=args.seed, force=args.force)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "retention.json", result)
+        write_text(out / "retention.md", retention_markdown(result))
+        print(retention_markdown(result))
+        print(f"  written to {out}/retention.md")
+        return 0
     result = compare(args.run_a, args.run_b, metrics=args.metric, force=args.force, seed=args.seed)
     write_all(out, result)
     print(markdown(result))
@@ -68,9 +81,10 @@ def item_table(scores: dict, rows: list[dict], judgments: dict[str, dict]) -> di
 
     spec = get_benchmark(scores["bench"])
     method = scores.get("mcq_method") or spec.mcq_methods[0]
+    methods = ("likelihood",) if method == "likelihood" else spec.mcq_methods
     table = {}
     for row in rows:
-        values = item_values(score_row(row, spec.mcq_methods), method)
+        values = item_values(score_row(row, methods), method)
         verdict = judgments.get(row["id"])
         if verdict and verdict.get("verdict") in ("correct", "partially", "incorrect"):
             values["judge_accuracy"] = float(verdict["verdict"] == "correct")
@@ -155,3 +169,81 @@ def _chart(path: Path, result: dict[str, Any]) -> None:
     ax.set_title(f"{Path(result['run_b']).name} vs {Path(result['run_a']).name}")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------- retention view
+PRIMARY = ("circular_accuracy", "accuracy", "mcq_accuracy", "closed_accuracy", "open_recall", "bleu_4", "cider")
+"""The metrics a retention view shows for a benchmark, those of them its runs report."""
+
+
+def runs_under(root: Path) -> dict[str, Path]:
+    """Every evaluation folder under ``root`` (``root`` itself included), by path relative to it."""
+    found = {str(f.parent.relative_to(root)): f.parent for f in sorted(Path(root).rglob("scores.json"))
+             if (f.parent / "predictions.jsonl").is_file()}
+    if not found:
+        raise DoctorSunError(f"no evaluation runs (scores.json + predictions.jsonl) under {root}")
+    return found
+
+
+def is_collection(root: Path) -> bool:
+    """Whether ``root`` holds evaluation runs below it (not only one run of its own)."""
+    return any(f.parent != Path(root) for f in Path(root).rglob("scores.json"))
+
+
+def retention(base: Path, trained: Path, seed: int = 0, force: bool = False) -> dict[str, Any]:
+    """Base vs trained on every benchmark both folders hold runs of (paired by relative path): per
+    headline metric the two values, trained / base, and the paired difference with its 95% interval;
+    then the medical and general sides summarised (mean change; mean share of the base score kept)."""
+    from statistics import fmean
+
+    from doctorsun.eval.benchmarks import BENCHMARKS
+
+    ra, rb = runs_under(base), runs_under(trained)
+    rows = []
+    for rel in sorted(set(ra) & set(rb)):
+        sa = json.loads((ra[rel] / "scores.json").read_text(encoding="utf-8"))
+        sb = json.loads((rb[rel] / "scores.json").read_text(encoding="utf-8"))
+        spec = BENCHMARKS.get(sa.get("bench"))
+        metrics = [m for m in PRIMARY if sa.get(m) is not None and sb.get(m) is not None]
+        try:
+            paired = compare(ra[rel], rb[rel], metrics=None, force=force, seed=seed)["metrics"]
+        except DoctorSunError as exc:
+            if "differ in" in str(exc):
+                raise
+            paired = {}
+        for m in metrics:
+            a, b = float(sa[m]), float(sb[m])
+            rows.append({"run": rel, "bench": sa.get("bench"), "domain": spec.domain if spec else "medical",
+                         "metric": m, "base": a, "trained": b, "kept": b / a if a else None,
+                         "difference": (paired.get(m) or {}).get("difference")})
+    if not rows:
+        raise DoctorSunError(f"{base} and {trained} share no benchmark runs")
+    summary = {}
+    for domain in ("medical", "general"):
+        mine = [r for r in rows if r["domain"] == domain]
+        if mine:
+            kept = [r["kept"] for r in mine if r["kept"] is not None]
+            summary[domain] = {"metrics": len(mine), "mean_change": fmean(r["trained"] - r["base"] for r in mine),
+                               "mean_kept": fmean(kept) if kept else None}
+    return {"base": str(base), "trained": str(trained), "seed": seed, "rows": rows, "summary": summary,
+            "only_base": sorted(set(ra) - set(rb)), "only_trained": sorted(set(rb) - set(ra))}
+
+
+def retention_markdown(result: dict[str, Any]) -> str:
+    lines = [f"# Retention: {result['trained']} vs base {result['base']}", "",
+             "| domain | run | bench | metric | base | trained | trained / base | trained - base, 95% CI |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for r in sorted(result["rows"], key=lambda r: (r["domain"] != "medical", r["run"], r["metric"])):
+        d = r["difference"]
+        ci = f"{d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else "-"
+        kept = "-" if r["kept"] is None else f"{r['kept']:.0%}"
+        lines.append(f"| {r['domain']} | {r['run']} | {r['bench']} | {r['metric']} | {r['base']:.3f} | "
+                     f"{r['trained']:.3f} | {kept} | {ci} |")
+    lines.append("")
+    for domain, s in result["summary"].items():
+        kept = "-" if s["mean_kept"] is None else f"{s['mean_kept']:.0%}"
+        lines.append(f"- {domain}: {s['metrics']} metric(s), mean change {s['mean_change']:+.3f}, "
+                     f"mean share of the base score kept {kept}")
+    if result["only_base"] or result["only_trained"]:
+        lines.append(f"- runs in one folder only: base {result['only_base']}, trained {result['only_trained']}")
+    return "\n".join(lines) + "\n"
