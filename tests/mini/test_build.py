@@ -54,7 +54,8 @@ def _read(out: Path, name: str) -> list[dict]:
 def test_layout_counts_and_valid_records(built):
     out, summary, seconds, _ = built
     assert seconds < 60
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "README.md", "images", "summary.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "README.md", "images", "summary.json",
+                                                           "general-text"])
     assert json.loads((out / "summary.json").read_text()) == summary
     counts = summary["records"]
     assert 2000 <= counts["instruct_train.jsonl"] <= 4000
