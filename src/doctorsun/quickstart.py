@@ -65,6 +65,8 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
     for stage in ("4-finetune", "4b-compare", "4c-consolidate"):
         per[stage]["data.train"] = [str(data / "instruct_train.jsonl")]
     per["4-finetune"]["data.general"] = [str(data / "general.jsonl")]
+    for stage in ("4b-compare", "4c-consolidate"):  # the base model's own answers, replayed
+        per[stage]["data.general"] = [str(data / "general_text.jsonl")]
     for item in overrides:
         key, sep, value = item.partition("=")
         stage, dot, rest = key.partition(".")
