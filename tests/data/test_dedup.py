@@ -162,7 +162,9 @@ def test_every_eval_benchmark_name_is_read_for_decontamination(tmp_path):
             path = tmp_path / f"{name}.jsonl"
             write_records([_rec(f"{name}-1", "Is it CT?", "yes", "x.png")], path)
         else:
-            path = ps.WRITERS[bench.converter](tmp_path / name)
+            from doctorsun.data.converters import PRESETS
+
+            path = ps.WRITERS[PRESETS.get(bench.converter, (bench.converter,))[0]](tmp_path / name)
         result = read_set(name, path)
         assert result.records, name
         index = BenchmarkIndex()

@@ -26,14 +26,13 @@ class Benchmark:
     about: str
     """One line for ``--help`` and the report."""
     converter: str | None = None
-    """Name for ``doctorsun.data.converters.convert``; ``None`` reads a SunMed-VL file."""
+    """Name for ``doctorsun.data.converters.convert`` (a converter or a preset); ``None`` reads a SunMed-VL
+    file."""
     mcq_methods: tuple[str, ...] = ("huatuo",)
     """Multiple-choice definitions to report (``doctorsun.eval.scoring.MCQ_METHODS``); the first is the
     headline ``mcq_accuracy``."""
     groups: tuple[Group, ...] = field(default_factory=tuple)
     """Breakdown fields besides answer type and language."""
-    options: tuple[tuple[str, Any], ...] = ()
-    """Converter options this benchmark always reads with (e.g. MedXpertQA's subset)."""
     max_new_tokens: int = 32
     """Answer length limit unless the user sets one (reports are long)."""
     domain: str = "medical"
@@ -74,12 +73,12 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("mmbench", "MMBench general multimodal skills, English and Chinese (circular evaluation)", "mmbench",
               mcq_methods=("mmbench", "huatuo"), circular=True,
               groups=(("category", ("category",)), ("l2_category", ("l2_category",))), domain="general"),
-    Benchmark("mmmu-med", "MMMU Health & Medicine: five subjects, multi-image, multiple choice and open", "mmmu",
+    Benchmark("mmmu-med", "MMMU Health & Medicine: five subjects, multi-image, multiple choice and open", "mmmu-med",
               mcq_methods=("mmmu",), groups=(SUBJECT, ("subfield", ("subfield",)), ("img_type", ("img_type",)))),
-    Benchmark("medxpertqa-mm", "MedXpertQA MM: expert medical questions over images, five options", "medxpertqa",
-              options=(("subset", "MM"),), groups=MEDXPERT),
-    Benchmark("medxpertqa-text", "MedXpertQA Text: expert medical questions, ten options", "medxpertqa",
-              options=(("subset", "Text"),), groups=MEDXPERT),
+    Benchmark("medxpertqa-mm", "MedXpertQA MM: expert medical questions over images, five options",
+              "medxpertqa-mm", groups=MEDXPERT),
+    Benchmark("medxpertqa-text", "MedXpertQA Text: expert medical questions, ten options", "medxpertqa-text",
+              groups=MEDXPERT),
     Benchmark("iu-xray", "IU-Xray chest X-ray report generation (findings; BLEU, ROUGE-L, METEOR, CIDEr)",
               "iu-xray", max_new_tokens=160),
     Benchmark("mimic-cxr", "MIMIC-CXR chest X-ray report generation (findings; BLEU, ROUGE-L, METEOR, CIDEr)",
@@ -138,7 +137,7 @@ def load_benchmark(name: str, data: str | Path, split: str | None = None) -> Loa
         return _load_sunmed(data, split)
     from doctorsun.data.converters import convert
 
-    result = convert(bench.converter, data, **({"split": split} if split else {}), **dict(bench.options))
+    result = convert(bench.converter, data, **({"split": split} if split else {}))
     return LoadedData(result.records, list(result.problems), result.image_root, data, result.split)
 
 

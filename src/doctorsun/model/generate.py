@@ -133,18 +133,19 @@ class Engine:
         inputs = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt").to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        logits = self.model(**inputs).logits.float()  # (B, T, V)
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = inputs["input_ids"][:, 1:]
-        token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
         total = inputs["attention_mask"].sum(dim=1).tolist()
-        out = []
-        for i, (n_prompt, n_all) in enumerate(zip(prompt_lengths, total, strict=True)):
-            n_reply = n_all - n_prompt  # left padding: the reply is the row's last n_reply tokens
-            if n_reply < 1:
+        n_reply = [n_all - n_prompt for n_prompt, n_all in zip(prompt_lengths, total, strict=True)]
+        for i, n in enumerate(n_reply):
+            if n < 1:
                 raise DoctorSunError(f"reply {i} ({replies[i]!r}) adds no token to its prompt")
-            out.append((float(token_lp[i, -n_reply:].sum()), n_reply))
-        return out
+        # Left padding puts every reply at the end of its row: only the last max(n)+1 positions need the
+        # vocabulary projection (the full (B, T, V) logits would dominate time and memory).
+        keep = max(n_reply) + 1
+        logits = self.model(**inputs, logits_to_keep=keep).logits.float()  # (B, keep, V)
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        targets = inputs["input_ids"][:, -keep + 1:]
+        token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, keep - 1)
+        return [(float(token_lp[i, -n:].sum()), n) for i, n in enumerate(n_reply)]
 
     def answer(self, question: str, image=None, settings: GenerationSettings | None = None,
                history: Sequence[Message] = ()) -> str:

@@ -43,6 +43,15 @@ CONVERTERS: dict[str, tuple[str, str]] = {
 }
 
 
+PRESETS: dict[str, tuple[str, dict]] = {
+    "mmmu-med": ("mmmu", {}),
+    "medxpertqa-mm": ("medxpertqa", {"subset": "MM"}),
+    "medxpertqa-text": ("medxpertqa", {"subset": "Text"}),
+}
+"""Names for one converter with fixed options (the ``doctorsun eval --bench`` names that are not a
+converter's own): ``convert`` and ``read_set`` take them like converter names."""
+
+
 def _module(name: str):
     if name not in CONVERTERS:
         raise DoctorSunError(f"unknown data set {name!r}; known: {', '.join(CONVERTERS)}")
@@ -55,6 +64,9 @@ def convert(name: str, src: str | Path, **options) -> ConvertResult:
     ``split`` defaults to the set's test split for evaluation sets (``train`` for caption and
     instruction sets); other options are the set's own (see ``describe(name)``).
     """
+    if name in PRESETS:
+        name, fixed = PRESETS[name]
+        options = {**fixed, **options}
     module = _module(name)
     src = Path(src).expanduser()
     if not src.exists():
@@ -81,7 +93,7 @@ def read_set(name: str, src: str | Path, split: str | None = None, **options) ->
     """Records of a named public set (its converter; ``split`` defaults to its test split for benchmarks),
     or, for any other name (``file``, ``sunmed-vl-mini``), of a SunMed-VL / LLaVA / ShareGPT file, a folder
     holding ``{split}.jsonl``, a built corpus or a saved dataset (``data.io.read_split``)."""
-    if name in CONVERTERS:
+    if name in CONVERTERS or name in PRESETS:
         return convert(name, src, **({"split": split} if split else {}), **options)
     from doctorsun.data.io import read_split
 
