@@ -29,9 +29,9 @@ HEADLINE = (("closed_accuracy", "closed accuracy"), ("open_recall", "open recall
 GENERAL = (("knowledge", "general knowledge"), ("open_ended", "open-ended"), ("retention", "general retention"))
 """General-skill columns: everyday-knowledge questions (English and Chinese, likelihood scoring), the share
 of open requests answered open-endedly, and the general score (their mean) relative to the base model's."""
-OPEN_TOKENS = 48
+OPEN_TOKENS = 24
 """Answer length for the open general requests."""
-REPLAY_TOKENS = 80
+REPLAY_TOKENS = 40
 """Answer length for the base model's replay answers."""
 
 

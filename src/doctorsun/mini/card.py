@@ -77,6 +77,12 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
         "file "
         "and the augmentation that made the view.",
         "",
+        f"`general-text/` holds {s['general_text']['knowledge_questions']['en']} everyday-knowledge questions "
+        "with four options, in English (`mmlu/`, MMLU's release layout) and Chinese (`cmmlu/`, CMMLU's "
+        "layout), read by `doctorsun eval --bench mmlu|cmmlu` (the quickstart scores them with "
+        "`--scoring likelihood`): they show whether medical training kept the LLM's general knowledge. "
+        "They are never trained on.",
+        "",
         "## Sources and licences",
         "",
         *_table(["view id", "file", "modality", "region / organ", "provenance", "licence", "train", "test"],

@@ -195,6 +195,16 @@ def write_knowledge(root: Path) -> dict[str, Path]:
     return {"mmlu": mmlu, "cmmlu": cmmlu}
 
 
+_SENTENCE_END = re.compile(r"[。！？]|[.!?](?=\s|$)")
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end (an answer cut by the length limit ends mid-sentence; a
+    replay target should not teach that); unchanged when it holds no sentence end."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text.strip())]
+    return text.strip()[:ends[-1]] if ends else text.strip()
+
+
 def replay_records(answers: dict[str, list[str]]) -> list[dict]:
     """``task: text`` records of the base model's answers to ``REPLAY_PROMPTS`` (``answers[lang][i]``
     answers ``REPLAY_PROMPTS[lang][i]``); an answer that is not open-ended, or holds text that did not
@@ -202,6 +212,7 @@ def replay_records(answers: dict[str, list[str]]) -> list[dict]:
     records = []
     for lang, prompts in REPLAY_PROMPTS.items():
         for i, (prompt, reply) in enumerate(zip(prompts, answers[lang], strict=True)):
+            reply = whole_sentences(reply)
             if open_ended(reply, lang) and "\ufffd" not in reply:
                 records.append({"id": f"mini-general-text-{i:03d}-{lang}", "lang": lang, "source": "sunmed-vl-mini",
                                 "task": "text", "conversations": [{"from": "human", "value": prompt},
