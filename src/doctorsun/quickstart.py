@@ -31,7 +31,7 @@ GENERAL = (("knowledge", "general knowledge"), ("open_ended", "open-ended"), ("r
 of open requests answered open-endedly, and the general score (their mean) relative to the base model's."""
 OPEN_TOKENS = 24
 """Answer length for the open general requests."""
-REPLAY_TOKENS = 40
+REPLAY_TOKENS = 80
 """Answer length for the base model's replay answers."""
 
 
