@@ -63,6 +63,7 @@ def test_overrides_win_and_are_typed(tmp_path):
         (["parts.projector.mode=frozen", "parts.llm.mode=frozen"], "every part is frozen"),
         (["maxsteps"], "must look like key=value"),
         (["build={llm: smollm2-135m}"], "exactly one of 'model'"),
+        (["data.loss_reduction=mean"], "loss_reduction must be one of token, sample, square"),
     ],
 )
 def test_mistakes_name_the_setting(overrides, message):

@@ -218,3 +218,57 @@ def test_layers_trains_only_the_chosen_blocks(tmp_path, tiny_model_dir, tiny_dat
     with pytest.raises(DoctorSunError, match="non-zero whole number"):
         make_recipe("finetune", tmp_path / "bad", [], model="unused",
                     parts={"llm": {"mode": "full", "layers": 0}})
+
+
+@pytest.mark.parametrize("reduction", ["sample", "square"])
+def test_loss_reduction_weighs_each_sample_as_intended(tmp_path, tiny_model, tiny_data, reduction):
+    """``sample``: the mean of the samples' own mean losses; ``square``: samples weighted by sqrt(n), n their
+    label tokens. Padded and padding-free batches agree, and so do two micro-batches accumulated."""
+    from doctorsun.train.data import Collator
+    from doctorsun.train.prepare import build_sample_set
+    from doctorsun.train.trainer import StageTrainer, training_arguments
+
+    model, processor = tiny_model
+    recipe = make_recipe("finetune", tmp_path, [tiny_data["questions"]], model="unused",
+                         data={"general": [tiny_data["general"]], "ratio": "1:0.25", "loss_reduction": reduction})
+    dataset, problems, _ = build_sample_set(recipe.data, processor, model.config.image_seq_length, 0)
+    assert not problems
+    items = [dataset[i] for i in range(len(dataset))]
+    pad = processor.tokenizer.pad_token_id
+    trainer = StageTrainer(model=model, args=training_arguments(recipe, tmp_path), recipe=recipe)
+    model.eval()
+    with torch.no_grad():
+        means, counts = [], []
+        for it in items:  # each sample alone, transformers' own (token-mean) loss
+            one = Collator(pad)([it])
+            means.append(model(**one).loss)
+            counts.append(int((one["labels"][:, 1:] != -100).sum()))
+        assert len(set(counts)) > 1  # answers of different lengths, or the reductions would all agree
+        w = torch.tensor([1.0 if reduction == "sample" else n ** 0.5 for n in counts])
+        expected = (torch.stack(means) * w).sum() / w.sum()
+        token_mean = (torch.stack(means) * torch.tensor(counts, dtype=torch.float)).sum() / sum(counts)
+        assert not torch.allclose(expected, token_mean)
+        for free in (False, True):
+            batch = Collator(pad, padding_free=free, loss_reduction=reduction)(items)
+            torch.testing.assert_close(trainer.compute_loss(model, dict(batch)), expected)
+        # Gradient accumulation: each micro-batch divided by the global normaliser, then summed.
+        halves = [Collator(pad, True, reduction)(items[:3]), Collator(pad, True, reduction)(items[3:])]
+        total = trainer._get_num_items_in_batch(halves, torch.device("cpu"))
+        torch.testing.assert_close(total, w.sum())
+        summed = sum(trainer.compute_loss(model, dict(b), num_items_in_batch=total) for b in halves)
+        torch.testing.assert_close(summed, expected)
+
+
+def test_loss_weights_follow_sample_boundaries():
+    """Hand-worked: a padding-free row of two samples (2 and 4 label tokens) and a padded row of one."""
+    from doctorsun.train.data import loss_weights
+
+    i = -100
+    labels = torch.tensor([[i, 5, 6, i, i, 7, 8, 9, 4]])
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2, 3, 4, 5]])
+    w = loss_weights(labels, positions, "sample")
+    torch.testing.assert_close(w, torch.tensor([[0, .5, .5, 0, 0, .25, .25, .25, .25]]))
+    w = loss_weights(labels, positions, "square")
+    torch.testing.assert_close(w, torch.tensor([[0, 2 ** -.5, 2 ** -.5, 0, 0, .5, .5, .5, .5]]))
+    padded = torch.tensor([[3, 5, i, i], [i, 5, 6, 7]])  # column 0 is never a target
+    torch.testing.assert_close(loss_weights(padded, None, "sample"), torch.tensor([[0, 1, 0, 0], [0, 1 / 3, 1 / 3, 1 / 3]]))

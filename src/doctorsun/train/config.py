@@ -20,6 +20,7 @@ from doctorsun.train.overrides import apply_overrides, read_yaml
 
 STAGES = ("text", "vision", "align", "finetune")
 MODES = ("frozen", "full", "lora")
+LOSS_REDUCTIONS = ("token", "sample", "square")
 PART_NAMES = ("vision", "projector", "llm")
 # Linear layers LoRA adapts by default, per part (Llama-family LLM; CLIP/SigLIP vision encoder).
 DEFAULT_LORA_TARGETS = {
@@ -106,6 +107,12 @@ class DataConfig:
     """Longest sample in tokens (visual tokens included)."""
     label_scope: str = "assistant"
     """``assistant``: only assistant tokens count; ``all``: every token (plain-text pretraining)."""
+    loss_reduction: str = "token"
+    """How the loss weighs samples of different answer lengths (InternVL 2.5's three choices):
+    ``token``: every label token counts once, so a long answer outweighs many short ones;
+    ``sample``: every sample's tokens together count once (weight 1/n for a sample of n label
+    tokens), so one-word answers count as much as paragraphs; ``square``: weight 1/sqrt(n), between
+    the two. Each is a weighted mean over the label tokens of the whole global batch."""
     packing: bool = False
     """Concatenate samples into rows of ``max_length`` (block-diagonal attention)."""
     padding_free: bool = False
@@ -169,6 +176,9 @@ class DataConfig:
             raise DoctorSunError(f"data.limit must be >= 1, not {self.limit}")
         if self.merge_turns < 1:
             raise DoctorSunError(f"data.merge_turns must be >= 1, not {self.merge_turns}")
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise DoctorSunError(f"data.loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, "
+                                 f"not {self.loss_reduction!r}")
         if self.num_proc is not None and self.num_proc < 1:
             raise DoctorSunError(f"data.num_proc must be >= 1, not {self.num_proc}")
 

@@ -333,6 +333,27 @@ class PreparedSet(Dataset):
         return item
 
 
+def loss_weights(labels: torch.Tensor, position_ids: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    """Per-token loss weights (float, the shape of ``labels``) for ``sample`` (1/n) or ``square``
+    (1/sqrt(n)) reduction, n being the label tokens of the sample a token belongs to; 0 where there is
+    no label. Samples are the rows, or within a row (packed or padding-free) the runs that start where
+    ``position_ids`` return to 0. Column 0 is never a target (the loss predicts token t + 1 from t)."""
+    counted = labels.ne(IGNORE)
+    counted[:, 0] = False
+    if position_ids is None:
+        segment = torch.zeros_like(labels)
+    else:
+        starts = position_ids.eq(0)
+        starts[:, 0] = True
+        segment = starts.long().cumsum(1) - 1  # (B, T): which sample of its row each token is
+    width = int(segment.max()) + 1
+    flat = segment + torch.arange(len(labels), device=labels.device)[:, None] * width  # one id per sample
+    n = torch.zeros(len(labels) * width, device=labels.device).index_add_(
+        0, flat.flatten(), counted.flatten().float())[flat]
+    power = 1.0 if reduction == "sample" else 0.5
+    return torch.where(counted, n.clamp(min=1) ** -power, torch.zeros_like(n))
+
+
 @dataclass
 class Collator:
     """Pads a batch on the right; packed rows keep their ``position_ids`` and get no attention mask
@@ -346,6 +367,8 @@ class Collator:
     pad_token_id: int
     """Token used for padding (it never gets a label)."""
     padding_free: bool = False
+    loss_reduction: str = "token"
+    """``sample`` / ``square``: the batch also carries ``loss_weights`` (see ``loss_weights``)."""
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         dropped = [d for it in items for d in it.get("dropped", ())]
@@ -353,6 +376,8 @@ class Collator:
         if not items:  # every sample of the batch dropped: two padding tokens that learn nothing
             items = [{"input_ids": torch.tensor([self.pad_token_id] * 2), "labels": torch.tensor([IGNORE] * 2)}]
         batch: dict[str, Any] = self._flat(items) if self.padding_free else self._padded(items)
+        if self.loss_reduction != "token":
+            batch["loss_weights"] = loss_weights(batch["labels"], batch.get("position_ids"), self.loss_reduction)
         pixels = [it["pixel_values"] for it in items if "pixel_values" in it]
         if pixels:
             batch["pixel_values"] = torch.cat(pixels)  # (n_images, C, H, W) in placeholder order

@@ -157,6 +157,16 @@ class StageTrainer(Trainer):
             self.optimizer = cls(params, lr=self.args.learning_rate, **kwargs)
         return super().create_optimizer(model)
 
+    def _get_num_items_in_batch(self, batch_samples: list, device):
+        """The loss's normaliser over the global batch: the label-token count (``token``), or with
+        ``data.loss_reduction`` sample / square the sum of the batches' ``loss_weights``."""
+        if not batch_samples or "loss_weights" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        total = sum(b["loss_weights"][:, 1:].sum() for b in batch_samples).to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            total = self.accelerator.gather(total).sum()
+        return total
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.dropped += inputs.pop("dropped", [])  # samples whose images could not be read at run time
         if not inputs:  # a contrastive batch of which every image was dropped: a zero loss
@@ -165,6 +175,7 @@ class StageTrainer(Trainer):
         if "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
+        weights = inputs.pop("loss_weights", None)  # data.loss_reduction sample / square
         targets = labels[:, 1:]  # (B, T-1): the token at t + 1 is predicted from position t
         keep = (targets != IGNORE).any(0).nonzero().squeeze(1)  # (K,) positions some row learns from
         nothing = not len(keep)
@@ -172,12 +183,18 @@ class StageTrainer(Trainer):
             keep = torch.zeros(1, dtype=torch.long, device=labels.device)  # so every process takes part
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
         logits = outputs.logits  # (B, K, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
-                               ignore_index=IGNORE, reduction="sum")
+        if weights is None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
+                                   ignore_index=IGNORE, reduction="sum")
+        else:
+            weights = weights[:, 1:]
+            loss = (F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
+                                    ignore_index=IGNORE, reduction="none") * weights[:, keep].flatten()).sum()
         if nothing:
             loss = logits.sum() * 0
         if num_items_in_batch is None:
-            loss = loss / (targets != IGNORE).sum().clamp(min=1)
+            count = (targets != IGNORE).sum() if weights is None else weights.sum()
+            loss = loss / count.clamp(min=1)  # a weighted sample with labels weighs >= 1 in all
         else:
             loss = loss / num_items_in_batch
             if self.args.average_tokens_across_devices:
