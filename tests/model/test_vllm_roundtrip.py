@@ -96,32 +96,42 @@ def test_transformers_and_vllm_answer_alike(trained, vllm_env, tmp_path, monkeyp
     assert json.loads((tmp_path / "hf" / "scores.json").read_text())["provenance"]["engine"] == "transformers"
 
 
-def test_serve_through_vllm_answers_as_doctorsun_does(trained, vllm_env, monkeypatch):
-    """`doctorsun serve --engine vllm` starts vLLM's OpenAI server (module entry point, --dtype float32); an
-    image question through the `openai` client gets DoctorSun's own greedy answer."""
+@pytest.mark.parametrize("engine", ["vllm", "vllm-openai"])
+def test_serve_through_vllm_answers_as_doctorsun_does(trained, vllm_env, engine):
+    """`doctorsun serve --engine vllm` is DoctorSun's server generating through the vLLM worker: a DICOM
+    question (read by DoctorSun's reader), streamed and not, gets DoctorSun's own greedy answer with the same
+    token counts. `--engine vllm-openai` starts vLLM's own OpenAI server (module entry point, --dtype float32)
+    instead: a JPEG question gets the same answer there."""
     import base64
+    import os
+    import signal
     import socket
     import subprocess
     import sys
     import time
 
+    import psutil
     from openai import OpenAI
 
     from doctorsun.data.image import load_image
     from doctorsun.model.chat import user_message
     from doctorsun.model.generate import Engine, GenerationSettings
+    from doctorsun.serve.streaming import streamer_for
 
     model, data = trained
+    image, mime = (data.parent / "ct.dcm", "application/dicom") if engine == "vllm" else \
+        (data.parent / "retina.jpg", "image/jpeg")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**__import__("os").environ, "DOCTORSUN_VLLM_PYTHON": vllm_env}
-    proc = subprocess.Popen([sys.executable, "-m", "doctorsun", "serve", "--model", str(model), "--engine", "vllm",
+    env = {**os.environ, "DOCTORSUN_VLLM_PYTHON": vllm_env}
+    proc = subprocess.Popen([sys.executable, "-m", "doctorsun", "serve", "--model", str(model), "--engine", engine,
                              "--port", str(port), "--served-model-name", "tiny", "--api-key", "k"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
+    group = []
     try:
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=60)
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=120)
         deadline = time.monotonic() + 300
         while True:
             try:
@@ -129,24 +139,34 @@ def test_serve_through_vllm_answers_as_doctorsun_does(trained, vllm_env, monkeyp
                 break
             except Exception:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"vLLM server did not come up: {proc.stderr.read()[-3000:]}") from None
+                    raise AssertionError(f"the server did not come up: {proc.stderr.read()[-3000:]}") from None
                 time.sleep(2)
-        png = data.parent / "retina.jpg"
-        url = "data:image/jpeg;base64," + base64.b64encode(png.read_bytes()).decode()
-        reply = client.chat.completions.create(model="tiny", temperature=0, max_tokens=12, messages=[
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                         {"type": "text", "text": "What is shown?"}]}])
+        group = psutil.Process(proc.pid).children(recursive=True)
+        url = f"data:{mime};base64," + base64.b64encode(image.read_bytes()).decode()
+        messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                 {"type": "text", "text": "What is shown?"}]}]
+        reply = client.chat.completions.create(model="tiny", temperature=0, max_tokens=12, messages=messages)
         served = reply.choices[0].message.content.strip()
+        if engine == "vllm":
+            chunks = client.chat.completions.create(model="tiny", temperature=0, max_tokens=12, messages=messages,
+                                                    stream=True)
+            streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finally:
-        import os
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)  # vLLM replaced `doctorsun serve`: its workers are in the group
+        os.killpg(proc.pid, signal.SIGTERM)  # vllm-openai: vLLM replaced `doctorsun serve`, its workers in the group
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-    engine = Engine.load(model)
-    own = engine.generate([[user_message("What is shown?", 1)]], [[load_image(png)]],
-                          GenerationSettings(max_new_tokens=12))
+    gone, alive = psutil.wait_procs(group, timeout=30)
+    assert not alive, f"processes left behind: {alive}"
+    own_engine = Engine.load(model)
+    settings = GenerationSettings(max_new_tokens=12)
+    streamer = streamer_for(own_engine, settings)
+    own = own_engine.generate([[user_message("What is shown?", 1)]], [[load_image(image)]], settings,
+                              streamer=streamer)
     assert served and served == own[0]
+    if engine == "vllm":
+        assert streamed == served
+        assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == \
+            (streamer.prompt_tokens[0], streamer.completion_tokens(0))
+        assert reply.choices[0].finish_reason == streamer.finish_reason(0)

@@ -271,4 +271,5 @@ def test_loss_weights_follow_sample_boundaries():
     w = loss_weights(labels, positions, "square")
     torch.testing.assert_close(w, torch.tensor([[0, 2 ** -.5, 2 ** -.5, 0, 0, .5, .5, .5, .5]]))
     padded = torch.tensor([[3, 5, i, i], [i, 5, 6, 7]])  # column 0 is never a target
-    torch.testing.assert_close(loss_weights(padded, None, "sample"), torch.tensor([[0, 1, 0, 0], [0, 1 / 3, 1 / 3, 1 / 3]]))
+    expected = torch.tensor([[0, 1, 0, 0], [0, 1 / 3, 1 / 3, 1 / 3]])
+    torch.testing.assert_close(loss_weights(padded, None, "sample"), expected)

@@ -2,7 +2,7 @@
 
 LoRA merged (a peft adapter dir over a base model is merged via peft), safetensors only, processor with the
 chat template inside (also on the tokenizer, for tools that read only the tokenizer), generation config,
-and a model card. ``--engine vllm`` then serves the export through vLLM (a GPU feature).
+and a model card. ``--engine vllm`` then serves the export through vLLM's own OpenAI server (`make vllm`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--engine",
         choices=["transformers", "vllm"],
         default="transformers",
-        help="vllm: serve the export through vLLM afterwards (needs vLLM and a GPU)",
+        help="vllm: serve the export through vLLM afterwards (needs the vLLM environment: `make vllm`)",
     )
     p.add_argument("--host", default="127.0.0.1", help="vLLM: address to listen on")
     p.add_argument("--port", type=int, default=8000, help="vLLM: port")

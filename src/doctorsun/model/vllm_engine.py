@@ -4,8 +4,9 @@ vLLM runs in its own environment (``make vllm`` makes ``.venv-vllm``; its pins o
 differ from DoctorSun's), as a separate process (``vllm_worker.py``) that stays up between batches.
 DoctorSun renders each prompt with the checkpoint's own chat template and reads every image with its own
 reader (DICOM and NIfTI included), hands the worker the prompt text and the images as PNG files, and cuts
-the answers at the same stop strings; decoding is greedy, as in evaluation. The transformers model is loaded
-too, for what evaluation records of it (the weights' fingerprint, the prompt); it does not generate.
+the answers at the same stop strings; decoding is greedy unless the settings sample (evaluation never does).
+The transformers model is loaded too, for what evaluation and the server read of it (the weights' fingerprint,
+the config, the tokenizer); it does not generate.
 
 The vLLM interpreter: ``$DOCTORSUN_VLLM_PYTHON``, else ``.venv-vllm/bin/python`` in the current directory or
 beside the package's checkout, else this interpreter when it can import vLLM.
@@ -20,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +53,10 @@ class VLLMEngine(Engine):
     kind = "vllm"
 
     def __init__(self, model, processor, path: str | Path, name: str = "model", *, dtype: str = "float32",
-                 max_model_len: int | None = None, memory_fraction: float | None = None, python: str | None = None):
+                 max_model_len: int | None = None, memory_fraction: float | None = None, python: str | None = None,
+                 max_images: int = 1):
         super().__init__(model, processor, name=name)
+        self._lock = threading.Lock()  # one batch at a time on the worker's pipe
         self.python = python or vllm_python()
         if self.python is None:
             raise DoctorSunError(f"--engine vllm needs vLLM: {HOW}")
@@ -67,6 +71,8 @@ class VLLMEngine(Engine):
             cmd += ["--max-model-len", str(max_model_len)]
         if memory_fraction:
             cmd += ["--memory-fraction", str(memory_fraction)]
+        if max_images != 1:
+            cmd += ["--max-images", str(max_images)]
         self._log = open(Path(self._tmp.name) / "vllm.log", "w", encoding="utf-8")  # noqa: SIM115
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                       text=True, encoding="utf-8")
@@ -96,9 +102,10 @@ class VLLMEngine(Engine):
 
     def generate(self, conversations, images, settings: GenerationSettings | None = None,
                  streamer=None) -> list[str]:
+        """Answers as ``Engine.generate`` gives them. A ``streamer`` (``doctorsun serve``) gets the prompt
+        lengths and every row's tokens once vLLM has answered the batch, as transformers would have fed
+        them, so token counts, finish reasons and the streamed text are the same; only their timing differs."""
         settings = settings or GenerationSettings()
-        if settings.temperature > 0:
-            raise DoctorSunError("the vLLM engine decodes greedily (temperature 0), as evaluation does")
         requests = []
         for conv, imgs in zip(conversations, images, strict=True):
             prompt = self.processor.apply_chat_template(literal_messages(conv), add_generation_prompt=True,
@@ -110,13 +117,39 @@ class VLLMEngine(Engine):
                 img.convert("RGB").save(path)
                 paths.append(str(path))
             requests.append({"prompt": prompt, "images": paths, "max_tokens": settings.max_new_tokens,
-                             "stop": list(settings.stop or [])})
-        self._proc.stdin.write(json.dumps({"requests": requests}, ensure_ascii=False) + "\n")
-        self._proc.stdin.flush()
-        outputs: list[dict[str, Any]] = json.loads(self._read())["outputs"]
-        for p in (p for r in requests for p in r["images"]):
-            Path(p).unlink(missing_ok=True)
+                             "stop": list(settings.stop or []), "temperature": settings.temperature,
+                             "top_p": settings.top_p, "seed": settings.seed})
+        try:
+            with self._lock:
+                self._proc.stdin.write(json.dumps({"requests": requests}, ensure_ascii=False) + "\n")
+                self._proc.stdin.flush()
+                outputs: list[dict[str, Any]] = json.loads(self._read())["outputs"]
+        finally:
+            for p in (p for r in requests for p in r["images"]):
+                Path(p).unlink(missing_ok=True)
+        if streamer is not None:
+            self._replay(streamer, outputs)
         return [cut_at_stop(o["text"], settings.stop).strip() for o in outputs]
+
+    def _replay(self, streamer, outputs: list[dict[str, Any]]) -> None:
+        """Feed ``streamer`` what transformers' ``generate`` would: the left-padded prompts, then one token
+        per row per step, the end-of-turn token after a row that stopped."""
+        import torch
+
+        tokenizer = self.processor.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else pad
+        width = max([o.get("prompt_tokens", 0) for o in outputs] + [1])
+        prompts = torch.full((len(outputs), width), pad, dtype=torch.long)
+        for row, o in enumerate(outputs):  # the prompt's own ids are not needed, only its length
+            if o.get("prompt_tokens"):
+                prompts[row, width - o["prompt_tokens"]:] = pad + 1
+        streamer.put(prompts)
+        rows = [list(o["token_ids"]) + ([eos] if o.get("finish_reason", "stop") == "stop" else [])
+                for o in outputs]
+        for t in range(max([len(r) for r in rows] + [0])):
+            streamer.put(torch.tensor([r[t] if t < len(r) else eos for r in rows]))
+        streamer.end()
 
     def close(self) -> None:
         if self._proc.poll() is None:

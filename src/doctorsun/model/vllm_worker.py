@@ -4,8 +4,9 @@ so it imports vLLM and the standard library only, never DoctorSun (whose pins di
     python vllm_worker.py MODEL_DIR --dtype float32 [--max-model-len N] [--memory-fraction F]
 
 It loads ``vllm.LLM`` once, prints ``@@ready``, then answers one JSON line per batch on stdin:
-``{"requests": [{"prompt": str, "images": [png path], "max_tokens": int, "stop": [str]}]}`` ->
-``@@{"outputs": [{"text": str, "token_ids": [int]}]}`` (greedy). Protocol lines start with ``@@`` so that
+``{"requests": [{"prompt": str, "images": [png path], "max_tokens": int, "stop": [str], "temperature": float,
+"top_p": float, "seed": int}]}`` -> ``@@{"outputs": [{"text": str, "token_ids": [int], "prompt_tokens": int,
+"finish_reason": "stop" | "length"}]}`` (temperature 0, the default: greedy). Protocol lines start with ``@@`` so that
 vLLM's own log lines on stdout are told apart; an empty line or end of input stops it.
 """
 
@@ -44,10 +45,16 @@ def main() -> int:
                 images = [Image.open(path).convert("RGB") for path in r["images"]]
                 item["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
             prompts.append(item)
-            params.append(SamplingParams(temperature=0.0, max_tokens=r["max_tokens"], stop=r.get("stop") or None,
-                                         skip_special_tokens=True))
+            sampled = float(r.get("temperature") or 0.0) > 0
+            params.append(SamplingParams(temperature=float(r.get("temperature") or 0.0), max_tokens=r["max_tokens"],
+                                         top_p=float(r.get("top_p", 1.0)) if sampled else 1.0,
+                                         seed=r.get("seed") if sampled else None,
+                                         stop=r.get("stop") or None, skip_special_tokens=True))
         outs = llm.generate(prompts, params, use_tqdm=False)
-        reply = {"outputs": [{"text": o.outputs[0].text, "token_ids": list(o.outputs[0].token_ids)} for o in outs]}
+        reply = {"outputs": [{"text": o.outputs[0].text, "token_ids": list(o.outputs[0].token_ids),
+                              "prompt_tokens": len(o.prompt_token_ids or []),
+                              "finish_reason": "length" if o.outputs[0].finish_reason == "length" else "stop"}
+                             for o in outs]}
         print("@@" + json.dumps(reply, ensure_ascii=False), flush=True)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import shutil
@@ -26,9 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--served-model-name", help="model id for clients (default: the model dir's name)")
     p.add_argument("--ui", action="store_true", help="also serve the web UI at /ui")
-    p.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
-                   help="vllm: vLLM's own OpenAI-compatible server on the model dir, from its environment "
-                        "(`make vllm`); DoctorSun's limits and web UI do not apply")
+    p.add_argument("--engine", choices=["transformers", "vllm", "vllm-openai"], default="transformers",
+                   help="vllm: DoctorSun's server (its limits, web UI, DICOM / NIfTI reading) generating "
+                        "through vLLM in its own environment (`make vllm`); vllm-openai: vLLM's own "
+                        "OpenAI-compatible server on the model dir instead (images it cannot decode, such "
+                        "as DICOM, are refused there; DoctorSun's limits and web UI do not apply)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument(
         "--dtype",
@@ -79,7 +82,7 @@ def _serve_vllm(args: argparse.Namespace) -> int:
     from doctorsun.model.vllm_engine import server_command
 
     if args.ui:
-        raise DoctorSunError("--ui needs --engine transformers (the web UI runs in DoctorSun's server)")
+        raise DoctorSunError("--ui needs --engine transformers or vllm (the web UI runs in DoctorSun's server)")
     model = check_model_dir(args.model)
     problems = engine_problems(model)
     if problems:
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from doctorsun.model.generate import Engine
     from doctorsun.serve.api import create_app
 
-    if args.engine == "vllm":
+    if args.engine == "vllm-openai":
         return _serve_vllm(args)
     config = config_from_args(args)
     upload_dir = None
@@ -111,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     hf_logging.disable_progress_bar()
-    engine = Engine.load(args.model, dtype=dtype, device=device)
+    if args.engine == "vllm":
+        from doctorsun.model.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine.load(args.model, dtype=dtype, max_images=config.max_images)
+        atexit.register(engine.close)
+    else:
+        engine = Engine.load(args.model, dtype=dtype, device=device)
     app = create_app(engine, config, ui=args.ui)
     if args.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
         log.warning("listening on %s without --api-key: anyone who can reach it can use the model", args.host)
