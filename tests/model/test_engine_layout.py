@@ -63,3 +63,27 @@ def test_an_adapter_folder_is_left_to_peft(tmp_path):
     (tmp_path / "adapter_config.json").write_text("{}")
     assert engine_layout(tmp_path) == 0
     assert _keys(tmp_path) == ["base_model.model.model.vision_tower.encoder.layers.0.q_proj.lora_A.weight"]
+
+
+def test_saved_config_names_the_aspect_ratio_its_processor_implements(tmp_path, tiny_build_config):
+    """SGLang reads ``image_aspect_ratio`` to prepare images: ``square`` for DoctorSun's resize, ``pad`` for a
+    processor that pads to a square first (an imported LLaVA-1.5); it survives a load and a re-save."""
+    from transformers import LlavaImageProcessor
+
+    from doctorsun.model import load_model
+    from doctorsun.model.export import engine_problems
+
+    model, processor = build_model(tiny_build_config)
+    save_model(model, processor, tmp_path / "resize")
+    assert json.loads((tmp_path / "resize" / "config.json").read_text())["image_aspect_ratio"] == "square"
+    assert engine_problems(tmp_path / "resize") == []
+    model, processor = load_model(tmp_path / "resize")
+    ip = processor.image_processor
+    processor.image_processor = LlavaImageProcessor(do_pad=True, size=ip.size, crop_size=ip.crop_size,
+                                                    do_center_crop=False, image_mean=ip.image_mean,
+                                                    image_std=ip.image_std)
+    save_model(model, processor, tmp_path / "pad")
+    assert json.loads((tmp_path / "pad" / "config.json").read_text())["image_aspect_ratio"] == "pad"
+    assert engine_problems(tmp_path / "pad") == []
+    model, processor = load_model(tmp_path / "pad")
+    assert model.config.image_aspect_ratio == "pad"

@@ -90,6 +90,7 @@ def test_export_reports_what_a_serving_engine_would_miss(chatty_model_dir, tmp_p
     shutil.copytree(out, broken)
     config = json.loads((broken / "config.json").read_text())
     del config["vision_feature_select_strategy"]
+    config["image_aspect_ratio"] = "pad"  # the processor resizes, it does not pad
     (broken / "config.json").write_text(json.dumps(config))
     tensors = load_file(broken / "model.safetensors")  # back to transformers 5's own tower names
     save_file({k.replace("vision_tower.vision_model.", "vision_tower."): v for k, v in tensors.items()},
@@ -100,6 +101,13 @@ def test_export_reports_what_a_serving_engine_would_miss(chatty_model_dir, tmp_p
     assert problems[0] == "config.json has no vision_feature_select_strategy"
     assert "not under vision_tower.vision_model" in problems[1] and "image processor" in problems[2], problems
     assert len(problems) == 3
+    (broken / "preprocessor_config.json").write_text(json.dumps({"do_pad": False}))  # a processor that resizes
+    assert "config.json says image_aspect_ratio 'pad' but the image processor implements 'square' (SGLang " \
+        "would prepare images otherwise)" in engine_problems(broken)
+    del config["image_aspect_ratio"]
+    (broken / "config.json").write_text(json.dumps(config))
+    assert "config.json has no image_aspect_ratio (SGLang reads it)" in engine_problems(broken)
+    assert not any("image_aspect_ratio" in p for p in engine_problems(broken, "vllm"))  # vLLM does not read it
 
 
 def test_vllm_engine_needs_vllm(chatty_model_dir, tmp_path, capsys, monkeypatch):

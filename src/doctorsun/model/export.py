@@ -20,7 +20,7 @@ from doctorsun.files import atomic_dir
 from doctorsun.model.chat import format_of
 from doctorsun.model.checkpoint import read_meta, write_meta
 from doctorsun.model.io import load_model
-from doctorsun.model.weights import engine_layout
+from doctorsun.model.weights import engine_config, engine_layout
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("a serving engine would miss: %s", problem)
     if vllm is None:
         return 0
+    problems = engine_problems(out, "vllm")
     if problems:
         raise DoctorSunError(f"{out} is not ready for vLLM: " + "; ".join(problems))
     command = vllm
@@ -88,18 +89,29 @@ def run(args: argparse.Namespace) -> int:
 ENGINE_CONFIG_KEYS = ("image_token_index", "vision_feature_layer", "vision_feature_select_strategy",
                       "projector_hidden_act", "multimodal_projector_bias", "image_seq_length")
 """config.json keys vLLM's and SGLang's LLaVA loaders read."""
+SGLANG_CONFIG_KEYS = ("image_aspect_ratio",)
+"""config.json keys SGLang reads besides (how it prepares images; ``weights.engine_config`` writes it)."""
 
 
-def engine_problems(folder: str | Path) -> list[str]:
-    """What vLLM or SGLang would miss in a saved model folder: config keys, the vision tower's weight names
-    (``weights.engine_key``), the processor files and the chat template. Empty when nothing is missing."""
+def engine_problems(folder: str | Path, engine: str = "any") -> list[str]:
+    """What vLLM or SGLang (``engine``: ``vllm``, ``sglang`` or ``any``) would miss in a saved model folder:
+    config keys, the vision tower's weight names (``weights.engine_key``), the processor files and the chat
+    template. Empty when nothing is missing."""
     from safetensors import safe_open
 
-    from doctorsun.model.weights import ENGINE_TOWERS, engine_key
+    from doctorsun.model.weights import ENGINE_TOWERS, aspect_ratio, engine_key, saved_image_processor
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     problems = [f"config.json has no {k}" for k in ENGINE_CONFIG_KEYS if k not in config]
+    pre = saved_image_processor(folder)
+    if engine != "vllm":
+        problems += [f"config.json has no {k} (SGLang reads it)" for k in SGLANG_CONFIG_KEYS if k not in config]
+        if "image_aspect_ratio" in config and pre is not None:
+            want = aspect_ratio(pre)
+            if config["image_aspect_ratio"] != want:
+                problems.append(f"config.json says image_aspect_ratio {config['image_aspect_ratio']!r} but the "
+                                f"image processor implements {want!r} (SGLang would prepare images otherwise)")
     if (config.get("vision_config") or {}).get("model_type") in ENGINE_TOWERS:
         for path in sorted(folder.glob("*.safetensors")):
             with safe_open(str(path), framework="pt") as f:
@@ -141,6 +153,7 @@ def export(
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         engine_layout(tmp)
         processor.save_pretrained(tmp)
+        engine_config(tmp)
         write_meta(tmp, {**meta, "export": {"source": str(model_dir),
                                             "dtype": str(model.dtype).removeprefix("torch.")}})
         (tmp / "README.md").write_text(model_card(model, processor, name, read_meta(tmp)))

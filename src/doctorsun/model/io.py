@@ -11,7 +11,7 @@ import torch
 from doctorsun.errors import DoctorSunError
 from doctorsun.files import atomic_dir
 from doctorsun.model.checkpoint import write_meta
-from doctorsun.model.weights import engine_layout
+from doctorsun.model.weights import engine_config, engine_layout
 
 
 def save_model(model, processor, out: str | Path, meta: dict[str, Any] | None = None, **save_kwargs) -> Path:
@@ -22,6 +22,7 @@ def save_model(model, processor, out: str | Path, meta: dict[str, Any] | None = 
         model.save_pretrained(tmp, safe_serialization=True, **save_kwargs)
         engine_layout(tmp)
         processor.save_pretrained(tmp)
+        engine_config(tmp)
         write_meta(tmp, meta or {})
     return Path(out)
 

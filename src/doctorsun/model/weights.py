@@ -139,6 +139,44 @@ def engine_key(name: str) -> str:
     return name
 
 
+def aspect_ratio(preprocessor: dict) -> str:
+    """The ``image_aspect_ratio`` (LLaVA's and SGLang's config key) that a saved image processor implements:
+    ``pad`` when it pads to a square with the mean colour first (``LlavaImageProcessor`` with ``do_pad``),
+    else ``square`` (the processor's own resize, and crop if it crops, with nothing before it)."""
+    return "pad" if preprocessor.get("do_pad") else "square"
+
+
+def saved_image_processor(folder: str | Path) -> dict | None:
+    """The image processor settings of a saved folder: ``preprocessor_config.json``, or the
+    ``image_processor`` of the ``processor_config.json`` that transformers 5 writes; ``None`` without either."""
+    folder = Path(folder)
+    if (folder / "preprocessor_config.json").is_file():
+        return json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
+    if (folder / "processor_config.json").is_file():
+        return json.loads((folder / "processor_config.json").read_text(encoding="utf-8")).get("image_processor")
+    return None
+
+
+def engine_config(folder: str | Path) -> bool:
+    """Write into a saved folder's ``config.json`` what SGLang reads beyond transformers' own keys: the
+    ``image_aspect_ratio`` that the folder's image processor implements (``aspect_ratio``), so that SGLang
+    prepares images as DoctorSun does. Call it after the processor is saved. Returns whether it wrote."""
+    from doctorsun.files import atomic_path
+
+    folder = Path(folder)
+    config_file, pre = folder / "config.json", saved_image_processor(folder)
+    if not config_file.is_file() or pre is None:
+        return False
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    want = aspect_ratio(pre)
+    if config.get("image_aspect_ratio") == want:
+        return False
+    config["image_aspect_ratio"] = want
+    with atomic_path(config_file) as tmp:
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return True
+
+
 def engine_layout(folder: str | Path) -> int:
     """Rename the vision tower's weights of a saved LLaVA folder to ``vision_tower.vision_model.*``.
 

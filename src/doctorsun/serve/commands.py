@@ -84,7 +84,7 @@ def _serve_vllm(args: argparse.Namespace) -> int:
     if args.ui:
         raise DoctorSunError("--ui needs --engine transformers or vllm (the web UI runs in DoctorSun's server)")
     model = check_model_dir(args.model)
-    problems = engine_problems(model)
+    problems = engine_problems(model, "vllm")
     if problems:
         raise DoctorSunError(f"{model} is not ready for vLLM: " + "; ".join(problems) + " (doctorsun export fixes it)")
     command = server_command(model, host=args.host, port=args.port,
