@@ -22,7 +22,7 @@ from doctorsun.files import atomic_dir
 from doctorsun.model.assemble import make_processor, prepare_tokenizer
 from doctorsun.model.chat import IMAGE_TOKEN, choose_format
 from doctorsun.model.checkpoint import generation_config, llava_config, write_meta
-from doctorsun.model.weights import engine_config, engine_layout, write_sharded
+from doctorsun.model.weights import engine_layout, write_sharded
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,9 @@ def write_model(plan: Plan, out: Path, chat_template: str = "auto", dtype: str |
     with atomic_dir(out) as tmp:
         config.save_pretrained(tmp)
         write_sharded(_in_order(tensors, cast), tmp)
-        engine_layout(tmp)
         generation_config(tokenizer, fmt).save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        engine_config(tmp)
+        engine_layout(tmp)
         write_meta(tmp, {"stage": "import", "import": {**plan.source, "chat_template": fmt.name}})
     log.info("imported %s into %s (%d tensors, template %s)", plan.source.get("path"), out, len(tensors),
              fmt.name)

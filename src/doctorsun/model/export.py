@@ -20,7 +20,7 @@ from doctorsun.files import atomic_dir
 from doctorsun.model.chat import format_of
 from doctorsun.model.checkpoint import read_meta, write_meta
 from doctorsun.model.io import load_model
-from doctorsun.model.weights import engine_config, engine_layout
+from doctorsun.model.weights import engine_layout
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,12 @@ def run(args: argparse.Namespace) -> int:
         max_shard_size=args.max_shard_size,
         allow_pickle=args.allow_pickle,
     )
-    problems = engine_problems(out)
+    problems = engine_problems(out, "vllm" if vllm is not None else "any")
     print(json.dumps({"out": str(out), "engine": args.engine, "engine_problems": problems}))
     for problem in problems:
         log.warning("a serving engine would miss: %s", problem)
     if vllm is None:
         return 0
-    problems = engine_problems(out, "vllm")
     if problems:
         raise DoctorSunError(f"{out} is not ready for vLLM: " + "; ".join(problems))
     command = vllm
@@ -104,9 +103,9 @@ def engine_problems(folder: str | Path, engine: str = "any") -> list[str]:
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     problems = [f"config.json has no {k}" for k in ENGINE_CONFIG_KEYS if k not in config]
-    pre = saved_image_processor(folder)
     if engine != "vllm":
         problems += [f"config.json has no {k} (SGLang reads it)" for k in SGLANG_CONFIG_KEYS if k not in config]
+        pre = saved_image_processor(folder)
         if "image_aspect_ratio" in config and pre is not None:
             want = aspect_ratio(pre)
             if config["image_aspect_ratio"] != want:
@@ -151,9 +150,8 @@ def export(
     name = name or out.resolve().name
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
-        engine_layout(tmp)
         processor.save_pretrained(tmp)
-        engine_config(tmp)
+        engine_layout(tmp)
         write_meta(tmp, {**meta, "export": {"source": str(model_dir),
                                             "dtype": str(model.dtype).removeprefix("torch.")}})
         (tmp / "README.md").write_text(model_card(model, processor, name, read_meta(tmp)))

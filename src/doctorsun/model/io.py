@@ -11,7 +11,7 @@ import torch
 from doctorsun.errors import DoctorSunError
 from doctorsun.files import atomic_dir
 from doctorsun.model.checkpoint import write_meta
-from doctorsun.model.weights import engine_config, engine_layout
+from doctorsun.model.weights import engine_layout
 
 
 def save_model(model, processor, out: str | Path, meta: dict[str, Any] | None = None, **save_kwargs) -> Path:
@@ -20,9 +20,8 @@ def save_model(model, processor, out: str | Path, meta: dict[str, Any] | None = 
     named as vLLM and SGLang load them (``weights.engine_layout``)."""
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, **save_kwargs)
-        engine_layout(tmp)
         processor.save_pretrained(tmp)
-        engine_config(tmp)
+        engine_layout(tmp)
         write_meta(tmp, meta or {})
     return Path(out)
 

@@ -160,7 +160,7 @@ def saved_image_processor(folder: str | Path) -> dict | None:
 def engine_config(folder: str | Path) -> bool:
     """Write into a saved folder's ``config.json`` what SGLang reads beyond transformers' own keys: the
     ``image_aspect_ratio`` that the folder's image processor implements (``aspect_ratio``), so that SGLang
-    prepares images as DoctorSun does. Call it after the processor is saved. Returns whether it wrote."""
+    prepares images as DoctorSun does (``engine_layout`` calls it). Returns whether it wrote."""
     from doctorsun.files import atomic_path
 
     folder = Path(folder)
@@ -185,6 +185,7 @@ def engine_layout(folder: str | Path) -> int:
     transformers 5 loads the renamed files identically (its CLIP/SigLIP loading drops a ``vision_model.``
     prefix), so one folder serves both. Only the shards holding tower weights are rewritten (atomically);
     the index follows. Returns how many tensors were renamed (0 for other towers or an already renamed folder).
+    The config also gets the keys SGLang reads (``engine_config``): call it once the processor is saved.
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -194,6 +195,7 @@ def engine_layout(folder: str | Path) -> int:
     folder = Path(folder)
     if not (folder / "config.json").is_file():  # an adapter folder: peft names its own weights
         return 0
+    engine_config(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if (config.get("vision_config") or {}).get("model_type") not in ENGINE_TOWERS:
         return 0

@@ -183,13 +183,12 @@ class StageTrainer(Trainer):
             keep = torch.zeros(1, dtype=torch.long, device=labels.device)  # so every process takes part
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
         logits = outputs.logits  # (B, K, V)
-        if weights is None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
-                                   ignore_index=IGNORE, reduction="sum")
-        else:
+        per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
+                                    ignore_index=IGNORE, reduction="none")  # 0 where there is no label
+        if weights is not None:
             weights = weights[:, 1:]
-            loss = (F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(),
-                                    ignore_index=IGNORE, reduction="none") * weights[:, keep].flatten()).sum()
+            per_token = per_token * weights[:, keep].flatten()
+        loss = per_token.sum()
         if nothing:
             loss = logits.sum() * 0
         if num_items_in_batch is None:
