@@ -34,6 +34,7 @@ class Endpoint:
     def __init__(self, *, fail_once=(), fail_always=(), garbage=(), block_after: int | None = None,
                  delay: float = 0.0):
         self.answered: list[str] = []
+        self.admitted = 0  # requests let through while block_after holds; counted under the lock
         self.attempts: dict[str, int] = {}
         self.fail_once, self.fail_always, self.garbage = set(fail_once), set(fail_always), set(garbage)
         self.block_after, self.delay = block_after, delay
@@ -50,7 +51,8 @@ class Endpoint:
                 with outer.lock:
                     outer.attempts[text] = outer.attempts.get(text, 0) + 1
                     n = outer.attempts[text]
-                    blocked = outer.block_after is not None and len(outer.answered) >= outer.block_after
+                    blocked = outer.block_after is not None and outer.admitted >= outer.block_after
+                    outer.admitted += not blocked
                 if blocked:  # hold the request until the client is killed
                     time.sleep(60)
                     return
