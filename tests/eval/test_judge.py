@@ -120,3 +120,87 @@ def test_judge_settings_and_reply_parsing():
         JudgeConfig("127.0.0.1:8000", "m")
     with pytest.raises(DoctorSunError, match=r"\$NO_SUCH_KEY_VAR is not set"):
         JudgeConfig("http://127.0.0.1:1/v1", "m", api_key_env="NO_SUCH_KEY_VAR")
+
+
+def scripted_matcher():
+    """An OpenAI-compatible endpoint answering MMBench's matching prompt: it names the option that says
+    "blue" when the answer speaks of the sky, and says nothing useful otherwise."""
+    import re
+
+    app = FastAPI()
+    app.state.prompts = []
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        prompt = body["messages"][-1]["content"]
+        app.state.prompts.append(prompt)
+        last = prompt.rsplit("Example 3:", 1)[-1]
+        blue = re.search(r"\n([A-D])\. blue\n", last)
+        text = blue.group(1) if "sky" in last and blue else "Hard to say."
+        return {"id": "x", "object": "chat.completion", "model": "matcher-1",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+    return app
+
+
+def test_mmbench_answers_its_rules_cannot_read_are_matched_by_the_judge(engine, monkeypatch, tmp_path):
+    """MMBench with an LLM matcher, as VLMEvalKit scores it: the colour question is answered in words no
+    rule reads ("the sky's colour"); the matcher names "blue" in every rotation, so the question counts.
+    The counting question gets an answer the matcher cannot place either: after three tries an option is
+    drawn (seeded). The Chinese question is read as wrong in one rotation, so its other, unreadable
+    rotations are not asked about. A re-run asks nothing."""
+    from doctorsun.eval.benchmarks import load_benchmark
+    from doctorsun.eval.judge import match_messages
+    from tests.fixtures import public_sets
+
+    def generate(conversations, images, settings=None, streamer=None):
+        out = []
+        for c in conversations:
+            text = c[-1]["content"][-1]["text"]
+            if "colour" in text:
+                out.append("the same as the sky's colour")
+            elif "How many" in text:
+                out.append("a number of them")
+            else:  # Chinese: red when red is offered first, else no option named
+                out.append("红色" if "\nA. 红色" in text else "像天空一样")
+        return out
+
+    monkeypatch.setattr(engine, "generate", generate)
+    data = load_benchmark("mmbench", public_sets.write_mmbench(tmp_path))
+    plain = evaluate(engine, data.records, EvalConfig(bench="mmbench", max_new_tokens=4),
+                     image_root=data.image_root, out_dir=tmp_path / "plain")
+    assert plain["circular_accuracy"] == 0.0 and "mmbench_matching" not in plain
+
+    with Server(scripted_matcher()) as srv:
+        judge = JudgeConfig(f"{srv.url}/v1", "matcher", backoff_s=0.0)
+        config = EvalConfig(bench="mmbench", max_new_tokens=4, judge=judge)
+        scores = evaluate(engine, data.records, config, image_root=data.image_root, out_dir=tmp_path / "run")
+        prompts = list(srv.server.config.app.state.prompts)
+        m = scores["mmbench_matching"]
+        # 4 colour + 3 counting + 3 of the 4 Chinese rotations unread; the Chinese ones are not asked for
+        assert (m["n_unread"], m["n_asked_for"], m["asked"], m["matched"], m["random"]) == (10, 7, 7, 4, 3)
+        assert m["failed"] == []
+        assert len(prompts) == 4 + 3 * 3  # a counting answer is asked about three times
+        assert not any("像天空一样" in p for p in prompts)
+        assert all("There are several options: \nA. " in p and "Answer: " in p for p in prompts)
+        assert any("Question: The photo was taken outdoors.\nWhat is the main colour of the object??\nOptions: "
+                   in p for p in prompts)  # the hint as asked; "?" added by MMBench's template
+        matches = [json.loads(line) for line in (tmp_path / "run" / "choice_matches.jsonl").read_text().splitlines()]
+        by_id = {x["id"]: x for x in matches}
+        counting = [x for i, x in by_id.items() if x.get("random")]
+        assert len(counting) == 3 and all(x["choice"] in "ABCZ" for x in counting)
+        colour = [x for x in matches if not x.get("random")]
+        assert len(colour) == 4 and len({x["choice"] for x in colour}) == 4  # blue moves with each rotation
+        circular = scores["metrics"]["circular"]
+        assert circular["n"] == 3 and scores["circular_accuracy"] >= 1 / 3  # the colour question counts
+        assert "## MMBench answer matching (LLM)" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+        assert scores["provenance"]["judge"]["match_prompt_version"] == "mmbench-match-v1"
+
+        again = evaluate(engine, data.records, config, image_root=data.image_root, out_dir=tmp_path / "run")
+        assert len(srv.server.config.app.state.prompts) == len(prompts)  # all from the cache
+        assert again["mmbench_matching"]["asked"] == 0
+        assert again["circular_accuracy"] == scores["circular_accuracy"]
+
+    zh = match_messages({"stem": "图中物体的主要颜色是什么？", "options": {"A": "红色", "B": "蓝色"}, "prediction": "蓝"})
+    assert zh[0]["content"].startswith("你是一个帮助我匹配答案") and "B. 蓝色\n" in zh[0]["content"]

@@ -84,7 +84,8 @@ class JudgeConfig:
     def record(self) -> dict[str, Any]:
         """Provenance: everything but the key."""
         return {"url": self.url, "model": self.model, "api_key_env": self.api_key_env,
-                "prompt_version": PROMPT_VERSION, "prompt_sha256": PROMPT_SHA256}
+                "prompt_version": PROMPT_VERSION, "prompt_sha256": PROMPT_SHA256,
+                "match_prompt_version": MATCH_VERSION, "match_prompt_sha256": MATCH_SHA256}
 
 
 def item_key(model: str, row: dict[str, Any]) -> str:
@@ -120,9 +121,10 @@ def messages(row: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM[lang]}, {"role": "user", "content": user}]
 
 
-def ask(config: JudgeConfig, row: dict[str, Any]) -> dict[str, Any]:
-    """One judgment: ``{"verdict", "score", "raw", "served_model"}`` or ``{"error"}``; never raises."""
-    body = json.dumps({"model": config.model, "messages": messages(row), "temperature": 0, "max_tokens": 64,
+def _post(config: JudgeConfig, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+    """One greedy chat completion: ``{"text", "served_model"}`` or ``{"error"}``; never raises. Rate limits,
+    server errors and timeouts are retried with back-off; a refused request is not."""
+    body = json.dumps({"model": config.model, "messages": messages, "temperature": 0, "max_tokens": max_tokens,
                        "seed": 0}).encode()
     headers = {"Content-Type": "application/json"}
     if config.api_key_env:
@@ -135,7 +137,7 @@ def ask(config: JudgeConfig, row: dict[str, Any]) -> dict[str, Any]:
             request = urllib.request.Request(url, data=body, headers=headers, method="POST")
             with urllib.request.urlopen(request, timeout=config.timeout_s) as response:
                 reply = json.loads(response.read().decode("utf-8"))
-            text = reply["choices"][0]["message"]["content"] or ""
+            return {"text": reply["choices"][0]["message"]["content"] or "", "served_model": reply.get("model")}
         except urllib.error.HTTPError as exc:
             error = f"HTTP {exc.code}: {exc.read()[:200].decode('utf-8', 'replace')}"
             if exc.code != 429 and exc.code < 500:
@@ -145,12 +147,6 @@ def ask(config: JudgeConfig, row: dict[str, Any]) -> dict[str, Any]:
             error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return {"error": f"not an OpenAI chat completion reply ({type(exc).__name__}: {exc})"}
-        else:
-            parsed = parse_verdict(text)
-            record = {"raw": text[:500], "served_model": reply.get("model")}
-            if parsed is None:
-                return {**record, "error": "unparseable judgment"}
-            return {**record, "verdict": parsed[0], "score": parsed[1]}
         if attempt < config.retries:
             delay = float(retry_after) if retry_after and retry_after.isdigit() else wait
             time.sleep(min(delay, 60.0))
@@ -158,9 +154,90 @@ def ask(config: JudgeConfig, row: dict[str, Any]) -> dict[str, Any]:
     return {"error": f"failed after {config.retries + 1} attempt(s): {error}"}
 
 
-def read_judgments(folder: str | Path) -> dict[str, dict]:
+def ask(config: JudgeConfig, row: dict[str, Any]) -> dict[str, Any]:
+    """One judgment: ``{"verdict", "score", "raw", "served_model"}`` or ``{"error"}``; never raises."""
+    got = _post(config, messages(row), 64)
+    if "error" in got:
+        return got
+    text = got["text"]
+    parsed = parse_verdict(text)
+    record = {"raw": text[:500], "served_model": got["served_model"]}
+    if parsed is None:
+        return {**record, "error": "unparseable judgment"}
+    return {**record, "verdict": parsed[0], "score": parsed[1]}
+
+
+# --- MMBench's answer matching: the option a free-form answer means -----------------------------------
+
+MATCHES = "choice_matches.jsonl"
+MATCH_VERSION = "mmbench-match-v1"
+MATCH_TRIES = 3
+"""MMBench (VLMEvalKit ``extract_answer_from_item``) asks its matcher up to three times; when no reply names
+an option, it draws one of the options or Z at random."""
+MATCH_PROMPT = {
+    "en": ("You are an AI assistant who will help me to match an answer with several options of a single-choice "
+           "question. You are provided with a question, several options, and an answer, and you need to find "
+           "which option is most similar to the answer. If the meaning of all options are significantly "
+           "different from the answer, output Z. Your should output a single uppercase character in A, B, C, D "
+           "(if they are valid options), and Z. \n"
+           "Example 1: \nQuestion: What is the main object in image?\nOptions: A. teddy bear B. rabbit C. cat "
+           "D. dog\nAnswer: a cute teddy bear\nYour output: A\n"
+           "Example 2: \nQuestion: What is the main object in image?\nOptions: A. teddy bear B. rabbit C. cat "
+           "D. dog\nAnswer: Spider\nYour output: Z\n"
+           "Example 3: \nQuestion: {question}?\nOptions: {options}\nAnswer: {prediction}\nYour output: "),
+    "zh": ("你是一个帮助我匹配答案与单选题中多个选项的 AI 助手。你会被提供：一个问题，多个选项，一个答案。"
+           "你的任务是找到与答案意义最相近的选项。如果所有选项的意义都与答案显著不同，则输出 Z。"
+           "你应该输出一个单个的大写字母，例如 A, B, C, D（如果它们是有效选项），或 Z。"
+           "例 1:问题: 图中最主要的物体是什么?\n选项: A. 泰迪熊 B. 兔子 C. 猫 D. 狗\n答案: 一只可爱的泰迪熊\n输出: A\n"
+           "例 2: \n问题: 图中最主要的物体是什么?\n选项: A. 泰迪熊 B. 兔子 C. 猫 D. 狗\n答案: 蜘蛛\n输出: Z\n"
+           "例 3: \n问题: {question}?\n选项: {options}\n答案: {prediction}\n输出: "),
+}
+"""MMBench's matching prompts (English, and Chinese for a question with Chinese characters), as published."""
+MATCH_SHA256 = hashlib.sha256(json.dumps([MATCH_VERSION, MATCH_PROMPT], ensure_ascii=False).encode()).hexdigest()
+
+
+def match_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The matching request for one answer: the question without its options (with its hint, if it had one,
+    as the model was asked it), the options, the answer."""
+    stem = str(row.get("stem") or row["question"])
+    lang = "zh" if re.search(r"[\u4e00-\u9fff]", stem) else "en"
+    options = "There are several options: \n" + "".join(f"{k}. {v}\n" for k, v in row["options"].items())
+    text = MATCH_PROMPT[lang].format(question=stem, options=options, prediction=str(row["prediction"]).strip())
+    return [{"role": "user", "content": text}]
+
+
+def match_key(model: str, row: dict[str, Any]) -> str:
+    """The cache key of one match."""
+    parts = [MATCH_VERSION, model, str(row.get("stem") or row["question"]), row["options"], row["prediction"]]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+def match_choice(config: JudgeConfig, row: dict[str, Any]) -> dict[str, Any]:
+    """The option ``row["prediction"]`` means, as MMBench's matcher says: ``{"choice", "raw", "served_model"}``,
+    with ``"random": True`` when no reply in ``MATCH_TRIES`` named an option (the draw is seeded by the item
+    id, so a re-run agrees); ``{"error"}`` when the endpoint could not be reached (asked again next run)."""
+    import random
+
+    from doctorsun.eval.mcq import mmbench_choice
+
+    replies, served = [], None
+    for _ in range(MATCH_TRIES):
+        got = _post(config, match_messages(row), 16)
+        if "error" in got:
+            return got
+        served = got["served_model"]
+        replies.append(got["text"][:200])
+        choice = mmbench_choice(got["text"], row["options"])
+        if choice is not None:
+            return {"choice": choice, "raw": got["text"][:500], "served_model": served}
+    letters = [*row["options"], "Z"]
+    return {"choice": random.Random(f"mmbench-match:{row['id']}").choice(letters), "random": True,
+            "raw": " | ".join(replies), "served_model": served}
+
+
+def read_judgments(folder: str | Path, file: str = JUDGMENTS) -> dict[str, dict]:
     """Judgments already in ``folder`` by question id (a torn last line is ignored)."""
-    path = Path(folder) / JUDGMENTS
+    path = Path(folder) / file
     out = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -173,29 +250,31 @@ def read_judgments(folder: str | Path) -> dict[str, dict]:
     return out
 
 
-def judge_rows(config: JudgeConfig, rows: Sequence[dict[str, Any]], folder: Path) -> tuple[dict[str, dict], int]:
+def judge_rows(config: JudgeConfig, rows: Sequence[dict[str, Any]], folder: Path, *, file: str = JUDGMENTS,
+               key=item_key, asker=ask) -> tuple[dict[str, dict], int]:
     """Judge every row not judged before with the same key; returns the judgments by id (cached ones
-    included) and how many were asked now, and writes them to ``folder/judgments.jsonl``."""
+    included) and how many were asked now, and writes them to ``folder/file`` (``judgments.jsonl``;
+    ``choice_matches.jsonl`` with ``key=match_key, asker=match_choice``)."""
     from tqdm import tqdm
 
-    old = read_judgments(folder)
-    keyed = {r["id"]: item_key(config.model, r) for r in rows}
+    old = read_judgments(folder, file)
+    keyed = {r["id"]: key(config.model, r) for r in rows}
     # Failed requests are asked again on a re-run; answers (parseable or not) are kept.
     done = {i: j for i, j in old.items() if i in keyed and j.get("key") == keyed[i] and "raw" in j}
     todo = [r for r in rows if r["id"] not in done]
     results = dict(done)
-    path = folder / JUDGMENTS
+    path = folder / file
     if todo:
         with ThreadPoolExecutor(config.concurrency) as pool, open(path, "a", encoding="utf-8") as f, \
                 tqdm(total=len(todo), unit="item", desc="judge") as bar:
-            for row, got in zip(todo, pool.map(lambda r: ask(config, r), todo), strict=True):
+            for row, got in zip(todo, pool.map(lambda r: asker(config, r), todo), strict=True):
                 results[row["id"]] = {"id": row["id"], "key": keyed[row["id"]], "judge_model": config.model, **got}
                 f.write(json.dumps(results[row["id"]], ensure_ascii=False) + "\n")
                 f.flush()
                 bar.update(1)
     kept = [results[r["id"]] for r in rows]  # the file holds exactly this run's judgments, in order
     write_text(path, "".join(json.dumps(j, ensure_ascii=False) + "\n" for j in kept))
-    log.info("judge: %d asked, %d from the cache", len(todo), len(done))
+    log.info("judge (%s): %d asked, %d from the cache", file, len(todo), len(done))
     return results, len(todo)
 
 

@@ -123,7 +123,7 @@ def markdown(scores: dict[str, Any]) -> str:
         else:
             lines += _table(["metric", "value"], [[k, v] for k, v in values.items()])
     judge = scores.get("judge")
-    if judge:
+    if judge and judge.get("n_open"):
         kappa = judge.get("kappa_vs_multimedeval")
         lines += ["## LLM judge", "",
                   f"- judge: `{judge['model']}` at {judge['url']} "
@@ -137,6 +137,18 @@ def markdown(scores: dict[str, Any]) -> str:
                   f"{'-' if kappa is None else f'{kappa:.3f}'} (n = {judge['n_kappa']})", ""]
         lines += [f"  - `{e['id']}`: {e['reason']}" for e in judge["excluded"][:20]]
         lines += [""] if judge["excluded"] else []
+    matching = scores.get("mmbench_matching")
+    if matching:
+        from doctorsun.eval.judge import MATCH_TRIES
+
+        lines += ["## MMBench answer matching (LLM)", "",
+                  f"- {matching['n_unread']} answers MMBench's exact rules could not read; the judge was asked "
+                  f"for {matching['n_asked_for']} ({matching['asked']} now, the rest from the cache)",
+                  f"- matched to an option or Z: {matching['matched']}; no option named in "
+                  f"{MATCH_TRIES} tries, drawn at random: {matching['random']}; failed (counted wrong): "
+                  f"{len(matching['failed'])}", ""]
+        lines += [f"  - `{e['id']}`: {e['reason']}" for e in matching["failed"][:20]]
+        lines += [""] if matching["failed"] else []
     breakdown = scores.get("breakdown", {})
     if breakdown:
         lines += ["## Breakdown", ""]

@@ -196,7 +196,12 @@ class Evaluation:
         rows = [by_id[it.row["id"]] for it in self.items if it.row["id"] in by_id]
         scores: dict[str, Any] = {"bench": cfg.bench, "about": self.spec.about}
         methods = ("likelihood",) if cfg.scoring == "likelihood" else self.spec.mcq_methods
+        matching = None
+        if cfg.judge is not None and "mmbench" in methods:
+            rows, matching = self._match_choices(rows)
         scores.update(score_rows(rows, methods, [name for name, _ in self.spec.groups], cfg.seed))
+        if matching is not None:
+            scores["mmbench_matching"] = matching
         if cfg.judge is not None:
             self._judge(rows, scores)
         reports = [r for r in rows if r["answer_type"] == "REPORT"]
@@ -224,6 +229,34 @@ class Evaluation:
         scores["protocol"] = protocol.card(cfg, scores["provenance"]["data"], self.records_sha, self.prompt,
                                            scores["provenance"]["decoding"])
         return scores
+
+    def _match_choices(self, rows: list[dict]) -> tuple[list[dict], dict[str, Any]]:
+        """MMBench's answer matching for the answers its exact rules cannot read: the judge names the option
+        each one means (``judge_choice``, then scored in place of the rule). As in VLMEvalKit, a rotation is
+        asked only when no other rotation of its question was already read as wrong (the question is lost
+        either way), and a question outside circular evaluation is asked whenever its answer is 10
+        characters or longer."""
+        from doctorsun.eval.judge import MATCHES, judge_rows, match_choice, match_key
+        from doctorsun.eval.mcq import mmbench_choice
+
+        single = [r for r in rows if r["answer_type"] == "MCQ" and not r.get("multiple")]
+        read = {r["id"]: mmbench_choice(r["prediction"], r["options"]) for r in single}
+        lost = {r["circular_of"] for r in single
+                if r.get("circular_of") and read[r["id"]] not in (None, r["gold"])}
+        todo = [r for r in single
+                if (read[r["id"]] is None and r.get("circular_of") not in lost)
+                or (not r.get("circular_of") and len(str(r["prediction"]).strip()) >= 10)]
+        found, asked = judge_rows(self.config.judge, todo, self.out, file=MATCHES, key=match_key,
+                                  asker=match_choice)
+        chosen = {i: m["choice"] for i, m in found.items() if "choice" in m}
+        failed = [{"id": r["id"], "reason": found.get(r["id"], {}).get("error", "not matched")}
+                  for r in todo if r["id"] not in chosen]
+        summary = {"n_unread": sum(v is None for v in read.values()), "n_asked_for": len(todo), "asked": asked,
+                   "matched": sum(not found[r["id"]].get("random") for r in todo if r["id"] in chosen),
+                   "random": sum(bool(found[r["id"]].get("random")) for r in todo if r["id"] in chosen),
+                   "failed": failed}
+        out = [{**r, "judge_choice": chosen[r["id"]]} if r["id"] in chosen else r for r in rows]
+        return out, summary
 
     def _judge(self, rows: list[dict], scores: dict) -> None:
         """Judge the open answers; the judge's accuracy joins the headline numbers."""
@@ -370,7 +403,8 @@ def rotations(item: Item) -> list[Item]:
         messages = record_messages({"conversations": [{"from": "human",
                                                        "value": with_image(prompt) if image else prompt}]})[0]
         messages = [*item.messages[:-1], messages[-1]]
-        new = {**row, "id": f"{row['id']}@{k}", "question": prompt, "gold": gold, "circular_of": row["id"],
+        new = {**row, "id": f"{row['id']}@{k}", "question": prompt, "stem": question, "gold": gold,
+               "circular_of": row["id"],
                "options": {LETTERS[i]: o for i, o in enumerate(order)}}
         out.append(Item(new, messages, item.images, item.cloze))
     return out

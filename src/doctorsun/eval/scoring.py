@@ -43,8 +43,8 @@ def mcq_correct(method: str, row: dict[str, Any]) -> bool:
     pred = row["prediction"]
     if method == "likelihood":
         return row.get("choice") == gold
-    if method == "mmbench":
-        return mcq.mmbench_choice(pred, options) == gold
+    if method == "mmbench":  # the judge's match where one was asked for (``Evaluation._match_choices``)
+        return (row.get("judge_choice") or mcq.mmbench_choice(pred, options)) == gold
     if method == "mmmu":
         return mcq.mmmu_choice(pred, options, row["id"]) == gold
     if method == "huatuo":
