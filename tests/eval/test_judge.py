@@ -202,5 +202,6 @@ def test_mmbench_answers_its_rules_cannot_read_are_matched_by_the_judge(engine, 
         assert again["mmbench_matching"]["asked"] == 0
         assert again["circular_accuracy"] == scores["circular_accuracy"]
 
-    zh = match_messages({"stem": "图中物体的主要颜色是什么？", "options": {"A": "红色", "B": "蓝色"}, "prediction": "蓝"})
+    zh = match_messages({"stem": "图中物体的主要颜色是什么？", "options": {"A": "红色", "B": "蓝色"},
+                         "prediction": "蓝"})
     assert zh[0]["content"].startswith("你是一个帮助我匹配答案") and "B. 蓝色\n" in zh[0]["content"]

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="discard predictions already in --out instead of resuming from them")
     p.add_argument("--judge", metavar="URL", help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1) "
-                                                  "whose model judges the open answers")
+                                                  "whose model judges the open answers (with --bench mmbench "
+                                                  "it also matches answers MMBench's exact rules cannot read)")
     p.add_argument("--judge-model", help="the judge's model name at that endpoint")
     p.add_argument("--judge-api-key-env", metavar="VAR", help="environment variable holding the judge's API key")
     p.add_argument("--judge-concurrency", type=int, default=4, help="judge requests in flight (default 4)")
