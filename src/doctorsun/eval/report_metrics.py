@@ -97,11 +97,43 @@ def _wordnet():
         return _NoSynonyms(), "nltk meteor_score (exact and stem matches; no WordNet corpus installed)"
 
 
-def _chexbert(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    from f1chexbert import F1CheXbert
+def chexbert_tokenize(impressions, tokenizer) -> list[list[int]]:
+    """f1chexbert's ``tokenize`` without ``encode_plus`` (gone in transformers 5): each report stripped, its
+    whitespace collapsed, its WordPiece ids between [CLS] and [SEP], cut to 512 ids ending in [SEP]; an empty
+    report is [CLS] [SEP]."""
+    out = []
+    for text in impressions:
+        words = tokenizer.tokenize(re.sub(r"\s+", " ", str(text).replace("\n", " ")).strip())
+        ids = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(words), tokenizer.sep_token_id]
+        out.append(ids[:511] + [tokenizer.sep_token_id] if len(ids) > 512 else ids)
+    return out
 
-    accuracy, _, report, report_5 = F1CheXbert()(hyps=list(predictions), refs=list(references))
-    return {"chexbert_accuracy": float(accuracy), "chexbert_f1_micro_14": float(report["micro avg"]["f1-score"]),
+
+def _chexbert(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """f1chexbert's labeler on each report, then its scores (accuracy on the 5 main findings, F1 over the 14
+    and the 5) computed here as its ``forward`` does with scikit-learn's public functions: ``forward`` also
+    calls a private one whose signature changed."""
+    import warnings
+
+    import numpy as np
+    from f1chexbert import F1CheXbert
+    from f1chexbert import f1chexbert as package
+    from sklearn.metrics import accuracy_score, classification_report
+    from transformers import PreTrainedTokenizerBase
+
+    if not hasattr(PreTrainedTokenizerBase, "encode_plus"):
+        package.tokenize = chexbert_tokenize  # the package's own calls encode_plus
+    scorer = F1CheXbert()
+    refs = [scorer.get_label(r.strip()) for r in references]
+    hyps = [scorer.get_label(h.strip()) for h in predictions]
+    five = scorer.target_names_5_index
+    refs_5, hyps_5 = [np.array(r)[five] for r in refs], [np.array(h)[five] for h in hyps]
+    with warnings.catch_warnings():  # an F1 with no positive label is 0, as the package reports it
+        warnings.simplefilter("ignore")
+        report = classification_report(refs, hyps, target_names=scorer.target_names, output_dict=True)
+        report_5 = classification_report(refs_5, hyps_5, target_names=scorer.target_names_5, output_dict=True)
+    return {"chexbert_accuracy": float(accuracy_score(refs_5, hyps_5)),
+            "chexbert_f1_micro_14": float(report["micro avg"]["f1-score"]),
             "chexbert_f1_macro_14": float(report["macro avg"]["f1-score"]),
             "chexbert_f1_micro_5": float(report_5["micro avg"]["f1-score"])}
 
