@@ -317,3 +317,29 @@ def test_report_sets_take_their_sections_and_views(tmp_path):
     assert study["conversations"][1]["value"] == "There is no focal consolidation. Heart size is normal."
     assert mimic.problems[0][0] == "s50414269" and "section" in mimic.problems[0][1]
     assert len(convert("mimic-cxr", tmp_path / "mimic" / "mimic-cxr", split="train").records) == 1
+
+
+@pytest.mark.parametrize("report, expected", [
+    # headings named as the dataset's parser names them; a view heading introduces the findings
+    (" INDICATION: cough\n\n CHEST, PA AND LATERAL: Lungs clear.\n\n CONCLUSION: Normal.\n",
+     {"indication": "cough", "findings": "Lungs clear.", "impression": "Normal."}),
+    (" FINDINGS AND IMPRESSION: No change.\n", {"impression": "No change."}),
+    (" IMPRESSON: Typo mended.\n FINIDNGS: Also.\n", {"impression": "Typo mended.", "findings": "Also."}),
+    # an empty findings section is dropped; the last one of a name wins; a heading on the very next line
+    # starts its own section (the dataset's parser would fold it into the one before)
+    ("FINDINGS:\nIMPRESSION: Clear lungs.\n FINDINGS: Small effusion.",
+     {"impression": "Clear lungs.", "findings": "Small effusion."}),
+    # capitals and a colon inside a line are no heading
+    (" EXAMINATION: CHEST (PA AND LAT) NOTE: AP\n FINDINGS: Fine.\n",
+     {"examination": "CHEST (PA AND LAT) NOTE: AP", "findings": "Fine."}),
+    # neither findings nor impression: the last paragraph stands in
+    (" INDICATION: cough\n\n COMPARISON: None.\n \n Lungs are clear.\n",
+     {"indication": "cough", "comparison": "None.", "last_paragraph": "Lungs are clear."}),
+    ("Lungs are clear.", {"full report": "Lungs are clear."}),
+])
+def test_mimic_cxr_sections_follow_the_datasets_parser(report, expected):
+    from doctorsun.data.converters.mimic_cxr import report_sections
+
+    got = report_sections(report)
+    got.pop("preamble", None)
+    assert got == expected
