@@ -10,8 +10,8 @@ IMPRESSION" are impressions, "PA AND LATERAL" or "CHEST, TWO VIEWS" introduce fi
 mended), empty findings / impressions dropped, the *last* section of a name kept, and, when a report has
 neither, its last paragraph as ``last_paragraph``. Two differences: a heading on the line right after
 another starts its own section (the parser folds it into the one before), and the parser's hand-made
-per-study fixes (about 50 of 227,835 reports) are not applied. A study without the chosen section is reported, not kept. Credentialed
-data: nothing of it ships with DoctorSun.
+per-study fixes (about 50 of 227,835 reports) are not applied. A study without the chosen section is
+reported, not kept. Credentialed data: nothing of it ships with DoctorSun.
 """
 
 from __future__ import annotations
