@@ -170,3 +170,42 @@ def test_serve_through_vllm_answers_as_doctorsun_does(trained, vllm_env, engine)
         assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == \
             (streamer.prompt_tokens[0], streamer.completion_tokens(0))
         assert reply.choices[0].finish_reason == streamer.finish_reason(0)
+
+
+def test_vllm_scores_likelihoods_as_transformers_does(trained, vllm_env, tmp_path, monkeypatch):
+    """Likelihood scoring through vLLM (prompt log-probabilities): each reply's summed log-probability and
+    token count match the transformers engine's, with and without an image, in both languages (the
+    tolerances are stated below); and
+    `eval --engine vllm --scoring likelihood` picks the options transformers picks."""
+    from doctorsun.data.image import load_image
+    from doctorsun.model.chat import user_message
+    from doctorsun.model.generate import Engine
+    from doctorsun.model.vllm_engine import VLLMEngine
+    from tests.fixtures import public_sets
+
+    model, data = trained
+    monkeypatch.setenv("DOCTORSUN_VLLM_PYTHON", vllm_env)
+    images = [[load_image(data.parent / "retina.jpg")], [load_image(data.parent / "ct.dcm")], [], []]
+    convs = [[user_message("What is shown?", 1)], [user_message("图中显示什么？", 1)],
+             [user_message("Which organ filters blood?", 0)], [user_message("哪个器官过滤血液？", 0)]]
+    replies = ["a fundus photograph", "CT 图像", "the kidney", "肾脏"]
+    want = Engine.load(model).loglikelihood(convs, images, replies)
+    with VLLMEngine.load(model, memory_fraction=0.1) as vl:
+        got = vl.loglikelihood(convs, images, replies)
+    print("log-likelihoods transformers / vLLM:", [(round(w, 4), round(g, 4)) for (w, _), (g, _) in
+                                                    zip(want, got, strict=True)])
+    assert [n for _, n in got] == [n for _, n in want] and all(n > 1 for _, n in want)
+    assert len({round(w, 2) for w, _ in want}) == 4, "the replies score alike: the comparison would prove little"
+    # Text alone agrees to 1e-3. With an image, within 0.05%: vLLM's environment resizes the image with
+    # another backend (torchvision there, PIL here), as its greedy answers above still agree token for token.
+    for (w, _), (g, _), imgs in zip(want, got, images, strict=True):
+        assert g == (pytest.approx(w, rel=5e-4) if imgs else pytest.approx(w, abs=1e-3))
+
+    bench = public_sets.write_mmlu(tmp_path / "sets")
+    common = ["eval", "--model", str(model), "--bench", "mmlu", "--data", str(bench), "--scoring", "likelihood"]
+    assert main([*common, "--out", str(tmp_path / "hf")]) == 0
+    assert main([*common, "--out", str(tmp_path / "vllm"), "--engine", "vllm", "--vllm-memory-fraction", "0.1"]) == 0
+    hf, vl = ({json.loads(line)["id"]: json.loads(line)["prediction"]
+               for line in (tmp_path / d / "predictions.jsonl").read_text().splitlines()} for d in ("hf", "vllm"))
+    assert hf and hf == vl
+    assert json.loads((tmp_path / "vllm" / "scores.json").read_text())["provenance"]["engine"] == "vllm"

@@ -118,10 +118,9 @@ class Engine:
         # A length limit can end inside a multi-byte character (byte-level BPE), which decodes as U+FFFD.
         return [cut_at_stop(t.rstrip("\ufffd"), settings.stop).strip() for t in texts]
 
-    @torch.inference_mode()
-    def loglikelihood(self, conversations, images, replies: Sequence[str]) -> list[tuple[float, int]]:
-        """``(sum of log-probabilities, tokens)`` of each reply as the assistant's next turn, one forward
-        pass per batch (the likelihood scoring of lm-evaluation-harness, on the chat template)."""
+    def reply_tokens(self, conversations, images, replies: Sequence[str]):
+        """``(texts, inputs, n_reply)``: each conversation's prompt with its reply appended, their processed
+        batch (left-padded), and how many tokens each reply adds to its prompt."""
         if len(replies) != len(conversations):
             raise DoctorSunError(f"{len(conversations)} conversations but {len(replies)} replies")
         prompts = self.encode(conversations, images)
@@ -138,6 +137,13 @@ class Engine:
         for i, n in enumerate(n_reply):
             if n < 1:
                 raise DoctorSunError(f"reply {i} ({replies[i]!r}) adds no token to its prompt")
+        return texts, inputs, n_reply
+
+    @torch.inference_mode()
+    def loglikelihood(self, conversations, images, replies: Sequence[str]) -> list[tuple[float, int]]:
+        """``(sum of log-probabilities, tokens)`` of each reply as the assistant's next turn, one forward
+        pass per batch (the likelihood scoring of lm-evaluation-harness, on the chat template)."""
+        texts, inputs, n_reply = self.reply_tokens(conversations, images, replies)
         # Left padding puts every reply at the end of its row: only the last max(n)+1 positions need the
         # vocabulary projection (the full (B, T, V) logits would dominate time and memory).
         keep = max(n_reply) + 1

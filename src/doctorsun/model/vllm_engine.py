@@ -110,26 +110,43 @@ class VLLMEngine(Engine):
         for conv, imgs in zip(conversations, images, strict=True):
             prompt = self.processor.apply_chat_template(literal_messages(conv), add_generation_prompt=True,
                                                         tokenize=False)
-            paths = []
-            for img in imgs:
-                self._n += 1
-                path = Path(self._tmp.name) / f"{self._n}.png"
-                img.convert("RGB").save(path)
-                paths.append(str(path))
-            requests.append({"prompt": prompt, "images": paths, "max_tokens": settings.max_new_tokens,
-                             "stop": list(settings.stop or []), "temperature": settings.temperature,
-                             "top_p": settings.top_p, "seed": settings.seed})
+            requests.append({"prompt": prompt, "images": self._save_images(imgs),
+                             "max_tokens": settings.max_new_tokens, "stop": list(settings.stop or []),
+                             "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed})
+        outputs = self._ask(requests)
+        if streamer is not None:
+            self._replay(streamer, outputs)
+        return [cut_at_stop(o["text"], settings.stop).strip() for o in outputs]
+
+    def loglikelihood(self, conversations, images, replies) -> list[tuple[float, int]]:
+        """``Engine.loglikelihood`` computed by vLLM: each prompt with its reply goes to the worker once
+        (its prompt log-probabilities, one token generated and dropped); the reply's tokens are counted
+        with this checkpoint's processor, as the transformers engine counts them."""
+        texts, _, n_reply = self.reply_tokens(conversations, images, replies)
+        requests = [{"prompt": text, "images": self._save_images(imgs), "score_last": n}
+                    for text, imgs, n in zip(texts, images, n_reply, strict=True)]
+        outputs = self._ask(requests)
+        return [(float(o["logprob"]), int(o["tokens"])) for o in outputs]
+
+    def _save_images(self, imgs) -> list[str]:
+        paths = []
+        for img in imgs:
+            self._n += 1
+            path = Path(self._tmp.name) / f"{self._n}.png"
+            img.convert("RGB").save(path)
+            paths.append(str(path))
+        return paths
+
+    def _ask(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One batch through the worker; its image files are removed afterwards."""
         try:
             with self._lock:
                 self._proc.stdin.write(json.dumps({"requests": requests}, ensure_ascii=False) + "\n")
                 self._proc.stdin.flush()
-                outputs: list[dict[str, Any]] = json.loads(self._read())["outputs"]
+                return json.loads(self._read())["outputs"]
         finally:
             for p in (p for r in requests for p in r["images"]):
                 Path(p).unlink(missing_ok=True)
-        if streamer is not None:
-            self._replay(streamer, outputs)
-        return [cut_at_stop(o["text"], settings.stop).strip() for o in outputs]
 
     def _replay(self, streamer, outputs: list[dict[str, Any]]) -> None:
         """Feed ``streamer`` what transformers' ``generate`` would: the left-padded prompts, then one token
