@@ -6,7 +6,8 @@ DoctorSun renders each prompt with the checkpoint's own chat template and reads 
 reader (DICOM and NIfTI included), hands the worker the prompt text and the images as PNG files, and cuts
 the answers at the same stop strings; decoding is greedy unless the settings sample (evaluation never does).
 The transformers model is loaded too, for what evaluation and the server read of it (the weights' fingerprint,
-the config, the tokenizer); it does not generate.
+the config, the tokenizer); it neither generates nor scores (likelihoods come from vLLM's prompt
+log-probabilities).
 
 The vLLM interpreter: ``$DOCTORSUN_VLLM_PYTHON``, else ``.venv-vllm/bin/python`` in the current directory or
 beside the package's checkout, else this interpreter when it can import vLLM.
