@@ -196,10 +196,14 @@ MATCH_PROMPT = {
 MATCH_SHA256 = hashlib.sha256(json.dumps([MATCH_VERSION, MATCH_PROMPT], ensure_ascii=False).encode()).hexdigest()
 
 
+def _stem(row: dict[str, Any]) -> str:
+    """The question without its options (with its hint, if it had one, as the model was asked it)."""
+    return str(row.get("stem") or row["question"])
+
+
 def match_messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    """The matching request for one answer: the question without its options (with its hint, if it had one,
-    as the model was asked it), the options, the answer."""
-    stem = str(row.get("stem") or row["question"])
+    """The matching request for one answer: its question (``_stem``), the options, the answer."""
+    stem = _stem(row)
     lang = "zh" if re.search(r"[\u4e00-\u9fff]", stem) else "en"
     options = "There are several options: \n" + "".join(f"{k}. {v}\n" for k, v in row["options"].items())
     text = MATCH_PROMPT[lang].format(question=stem, options=options, prediction=str(row["prediction"]).strip())
@@ -208,7 +212,7 @@ def match_messages(row: dict[str, Any]) -> list[dict[str, str]]:
 
 def match_key(model: str, row: dict[str, Any]) -> str:
     """The cache key of one match."""
-    parts = [MATCH_VERSION, model, str(row.get("stem") or row["question"]), row["options"], row["prediction"]]
+    parts = [MATCH_VERSION, model, _stem(row), row["options"], row["prediction"]]
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
@@ -220,9 +224,9 @@ def match_choice(config: JudgeConfig, row: dict[str, Any]) -> dict[str, Any]:
 
     from doctorsun.eval.mcq import mmbench_choice
 
-    replies, served = [], None
+    request, replies, served = match_messages(row), [], None
     for _ in range(MATCH_TRIES):
-        got = _post(config, match_messages(row), 16)
+        got = _post(config, request, 16)
         if "error" in got:
             return got
         served = got["served_model"]

@@ -251,10 +251,9 @@ class Evaluation:
         chosen = {i: m["choice"] for i, m in found.items() if "choice" in m}
         failed = [{"id": r["id"], "reason": found.get(r["id"], {}).get("error", "not matched")}
                   for r in todo if r["id"] not in chosen]
+        drawn = sum(bool(found[i].get("random")) for i in chosen)  # ``chosen`` holds rows of ``todo`` only
         summary = {"n_unread": sum(v is None for v in read.values()), "n_asked_for": len(todo), "asked": asked,
-                   "matched": sum(not found[r["id"]].get("random") for r in todo if r["id"] in chosen),
-                   "random": sum(bool(found[r["id"]].get("random")) for r in todo if r["id"] in chosen),
-                   "failed": failed}
+                   "matched": len(chosen) - drawn, "random": drawn, "failed": failed}
         out = [{**r, "judge_choice": chosen[r["id"]]} if r["id"] in chosen else r for r in rows]
         return out, summary
 

@@ -118,32 +118,39 @@ class Engine:
         # A length limit can end inside a multi-byte character (byte-level BPE), which decodes as U+FFFD.
         return [cut_at_stop(t.rstrip("\ufffd"), settings.stop).strip() for t in texts]
 
-    def reply_tokens(self, conversations, images, replies: Sequence[str]):
-        """``(texts, inputs, n_reply)``: each conversation's prompt with its reply appended, their processed
-        batch (left-padded), and how many tokens each reply adds to its prompt."""
+    def reply_lengths(self, conversations, images, replies: Sequence[str]) -> tuple[list[str], list[int]]:
+        """``(texts, n_reply)``: each conversation's prompt with its reply appended, and how many tokens the
+        reply adds to its prompt. Counted by the tokenizer alone: an image placeholder is one token in both
+        texts, so the processor's expansion of it cancels out and no image needs processing here."""
         if len(replies) != len(conversations):
             raise DoctorSunError(f"{len(conversations)} conversations but {len(replies)} replies")
-        prompts = self.encode(conversations, images)
-        prompt_lengths = prompts["attention_mask"].sum(dim=1).tolist()
-        texts = [self.processor.apply_chat_template(literal_messages(c), add_generation_prompt=True,
-                                                    tokenize=False) + r
-                 for c, r in zip(conversations, replies, strict=True)]
-        flat = [img for imgs in images for img in imgs]
-        inputs = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt").to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        total = inputs["attention_mask"].sum(dim=1).tolist()
-        n_reply = [n_all - n_prompt for n_prompt, n_all in zip(prompt_lengths, total, strict=True)]
+        if len(conversations) != len(images):
+            raise DoctorSunError(f"{len(conversations)} conversations but {len(images)} image lists")
+        for i, (conv, imgs) in enumerate(zip(conversations, images, strict=True)):
+            if count_images(conv) != len(imgs):
+                raise DoctorSunError(
+                    f"conversation {i} has {count_images(conv)} image placeholders but {len(imgs)} images"
+                )
+        prompts = [self.processor.apply_chat_template(literal_messages(c), add_generation_prompt=True,
+                                                      tokenize=False) for c in conversations]
+        texts = [p + r for p, r in zip(prompts, replies, strict=True)]
+        lengths = [len(ids) for ids in self.tokenizer(prompts + texts)["input_ids"]]
+        n_reply = [n_all - n_prompt for n_prompt, n_all in zip(lengths[:len(texts)], lengths[len(texts):],
+                                                               strict=True)]
         for i, n in enumerate(n_reply):
             if n < 1:
                 raise DoctorSunError(f"reply {i} ({replies[i]!r}) adds no token to its prompt")
-        return texts, inputs, n_reply
+        return texts, n_reply
 
     @torch.inference_mode()
     def loglikelihood(self, conversations, images, replies: Sequence[str]) -> list[tuple[float, int]]:
         """``(sum of log-probabilities, tokens)`` of each reply as the assistant's next turn, one forward
         pass per batch (the likelihood scoring of lm-evaluation-harness, on the chat template)."""
-        texts, inputs, n_reply = self.reply_tokens(conversations, images, replies)
+        texts, n_reply = self.reply_lengths(conversations, images, replies)
+        flat = [img for imgs in images for img in imgs]
+        inputs = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt").to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         # Left padding puts every reply at the end of its row: only the last max(n)+1 positions need the
         # vocabulary projection (the full (B, T, V) logits would dominate time and memory).
         keep = max(n_reply) + 1

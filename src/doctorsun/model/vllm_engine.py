@@ -123,7 +123,7 @@ class VLLMEngine(Engine):
         """``Engine.loglikelihood`` computed by vLLM: each prompt with its reply goes to the worker once
         (its prompt log-probabilities, one token generated and dropped); the reply's tokens are counted
         with this checkpoint's processor, as the transformers engine counts them."""
-        texts, _, n_reply = self.reply_tokens(conversations, images, replies)
+        texts, n_reply = self.reply_lengths(conversations, images, replies)
         requests = [{"prompt": text, "images": self._save_images(imgs), "score_last": n}
                     for text, imgs, n in zip(texts, images, n_reply, strict=True)]
         outputs = self._ask(requests)

@@ -139,6 +139,6 @@ def report_sections(report: str) -> dict[str, str]:
             parts.append(("last_paragraph", paragraphs[1]))
     out = {}
     for name, body in parts:
-        if " ".join(body.split()):
-            out[name] = " ".join(body.split())
+        if clean := " ".join(body.split()):
+            out[name] = clean
     return out
