@@ -74,7 +74,7 @@ def test_clinical_hook_runs_a_user_function_and_reports_failures():
     assert out["tests.eval.test_report_metrics:word_overlap"] == {"word_overlap": 0.75}
     assert "error" in out["chexbert"]  # f1chexbert is installed, but its weights cannot be fetched here
     assert "unknown clinical metric" in out["nonsense"]["error"]
-    assert set(report_metrics.CLINICAL) == {"chexbert", "radgraph"}
+    assert set(report_metrics.CLINICAL) == {"chexbert", "radgraph", "radgraph-xl"}
 
 
 def test_eval_reports_clinical_metrics_under_their_names(tiny_model_dir, tmp_path):

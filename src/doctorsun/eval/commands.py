@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="answer length limit (default: the benchmark's, 32; 160 for reports)")
     p.add_argument("--clinical", action="append", default=[], metavar="METRIC",
-                   help="report benchmarks: also score with chexbert, radgraph or module:function (needs their "
-                        "packages and weights; repeatable)")
+                   help="report benchmarks: also score with chexbert, radgraph, radgraph-xl or module:function "
+                        "(needs their packages and weights; repeatable)")
     p.add_argument("--scoring", choices=["generate", "likelihood"], default="generate",
                    help="multiple choice: generate an answer and extract the option (default), or pick the "
                         "option whose text is most likely as the reply (cloze form; transformers engine)")

@@ -34,8 +34,8 @@ class EvalConfig:
     judge: JudgeConfig | None = None
     """An LLM judge for open answers (``None``: rule metrics only)."""
     clinical: list[str] = field(default_factory=list)
-    """Clinical metrics of generated reports that need model weights: ``chexbert``, ``radgraph`` or
-    ``module:function`` (``doctorsun.eval.report_metrics``); each reported under its name."""
+    """Clinical metrics of generated reports that need model weights: ``chexbert``, ``radgraph``,
+    ``radgraph-xl`` or ``module:function`` (``doctorsun.eval.report_metrics``); each reported under its name."""
     scoring: str = "generate"
     """How multiple-choice questions are answered: ``generate`` (the model writes an answer, the
     benchmark's extractors read it) or ``likelihood`` (each option's text scored as the reply to the

@@ -21,6 +21,7 @@ import re
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import redirect_stdout
+from functools import partial
 from statistics import fmean
 from typing import Any
 
@@ -138,16 +139,52 @@ def _chexbert(predictions: Sequence[str], references: Sequence[str]) -> dict[str
             "chexbert_f1_micro_5": float(report_5["micro avg"]["f1-score"])}
 
 
-def _radgraph(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+def _radgraph_tokenizers() -> None:
+    """The ``radgraph`` package's tokenizers given back the two methods that its vendored AllenNLP calls and
+    transformers 5 removed: ``encode_plus`` (now the tokenizer's own call, same arguments) and
+    ``build_inputs_with_special_tokens`` (ids between the special tokens that the tokenizer adds around one
+    sequence)."""
+    from radgraph.allennlp.common import cached_transformers as cached
+    from transformers import PreTrainedTokenizerBase
+
+    if hasattr(PreTrainedTokenizerBase, "encode_plus") or getattr(cached, "_doctorsun_shim", False):
+        return
+    get = cached.get_tokenizer
+
+    def get_tokenizer(model_name: str, **kwargs):
+        tokenizer = get(model_name, **kwargs)
+        if not hasattr(tokenizer, "encode_plus"):
+            tokenizer.encode_plus = tokenizer.__call__
+        if not hasattr(tokenizer, "build_inputs_with_special_tokens"):
+            marked = tokenizer("1")["input_ids"]
+            bare = tokenizer("1", add_special_tokens=False)["input_ids"]
+            at = marked.index(bare[0])
+            start, end = marked[:at], marked[at + len(bare):]
+            tokenizer.build_inputs_with_special_tokens = lambda ids, pair=None: [*start, *ids, *end]
+        return tokenizer
+
+    cached.get_tokenizer = get_tokenizer
+    cached._doctorsun_shim = True
+
+
+def _radgraph(predictions: Sequence[str], references: Sequence[str], model_type: str = "radgraph"
+              ) -> dict[str, float]:
+    """The ``radgraph`` package's F1RadGraph with its ``model_type`` model at the three reward levels
+    (entities; entities and relations, partial credit; complete), each the mean over reports."""
     from radgraph import F1RadGraph
 
-    score = F1RadGraph(reward_level="partial")(hyps=list(predictions), refs=list(references))[0]
-    return {"radgraph_f1_partial": float(score)}
+    _radgraph_tokenizers()
+    mean, _, _, _ = F1RadGraph(reward_level="all", model_type=model_type)(hyps=list(predictions),
+                                                                            refs=list(references))
+    prefix = model_type.replace("-", "_")
+    return {f"{prefix}_f1_{level}": float(x) for level, x in zip(("simple", "partial", "complete"), mean,
+                                                                 strict=True)}
 
 
 CLINICAL: dict[str, Callable[[Sequence[str], Sequence[str]], dict[str, float]]] = {
-    "chexbert": _chexbert, "radgraph": _radgraph}
-"""Built-in clinical metrics (their packages fetch or read their own weights)."""
+    "chexbert": _chexbert, "radgraph": _radgraph, "radgraph-xl": partial(_radgraph, model_type="radgraph-xl")}
+"""Built-in clinical metrics (their packages fetch or read their own weights): ``radgraph`` is the original
+RadGraph model that RadGraph F1 was defined with, ``radgraph-xl`` the package's larger one."""
 
 
 def clinical_scores(names: Sequence[str], predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
