@@ -197,7 +197,8 @@ MATCH_SHA256 = hashlib.sha256(json.dumps([MATCH_VERSION, MATCH_PROMPT], ensure_a
 
 
 def _stem(row: dict[str, Any]) -> str:
-    """The question without its options (with its hint, if it had one, as the model was asked it)."""
+    """The question as the matching prompt quotes it: MMBench's bare ``question`` (no hint, no options), as
+    VLMEvalKit's ``extract_answer_from_item`` passes it; else the question without its options."""
     return str(row.get("stem") or row["question"])
 
 

@@ -122,7 +122,10 @@ def _mcq_fields(record: dict, gold: str) -> dict[str, Any]:
     if not letters or any(c not in options for c in letters):
         raise ValueError(f"the gold answer {gold!r} names none of the options {''.join(options)}")
     multiple = len(letters) > 1 or meta.get("question_type") == "多项选择题"
-    return {"answer_type": "MCQ", "options": options, "gold": letters, "multiple": multiple}
+    fields = {"answer_type": "MCQ", "options": options, "gold": letters, "multiple": multiple}
+    if isinstance(meta.get("question_without_hint"), str) and meta["question_without_hint"].strip():
+        fields["stem"] = meta["question_without_hint"]  # as MMBench's own answer matching quotes it
+    return fields
 
 
 class Evaluation:
@@ -402,7 +405,8 @@ def rotations(item: Item) -> list[Item]:
         messages = record_messages({"conversations": [{"from": "human",
                                                        "value": with_image(prompt) if image else prompt}]})[0]
         messages = [*item.messages[:-1], messages[-1]]
-        new = {**row, "id": f"{row['id']}@{k}", "question": prompt, "stem": question, "gold": gold,
+        new = {**row, "id": f"{row['id']}@{k}", "question": prompt, "stem": row.get("stem") or question,
+               "gold": gold,
                "circular_of": row["id"],
                "options": {LETTERS[i]: o for i, o in enumerate(order)}}
         out.append(Item(new, messages, item.images, item.cloze))

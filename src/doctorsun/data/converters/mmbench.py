@@ -78,14 +78,15 @@ def _read(path: Path, image_dir: Path, folder: str, out: Collector) -> None:
                 raise ValueError("no answer (a test file's answers are withheld)")
             if answer not in LETTERS[:len(choices)]:
                 raise ValueError(f"answer {answer!r} names no option among {LETTERS[:len(choices)]}")
-            question = text(row.get("question"))
+            question = stem = text(row.get("question"))
             hint = text(row.get("hint"))
             if hint and hint.lower() != "nan":
                 question = f"{hint}\n{question}"
             lang = detect_lang(question + "".join(choices))
             image = _image(images, index, image_dir, f"{index}")
             meta = {"index": index, "category": text(row.get("category")) or None,
-                    "l2_category": text(row.get("l2-category")) or None, "source": text(row.get("source")) or None}
+                    "l2_category": text(row.get("l2-category")) or None, "source": text(row.get("source")) or None,
+                    "question_without_hint": stem}  # what the authors' answer matching quotes
             out.add(mcq_record(f"{SOURCE}-{path.stem}-{index}", question, choices, [LETTERS.index(answer)],
                                source=SOURCE, lang=lang, image=f"{folder}/{image}", meta=meta))
         except ITEM_ERRORS as exc:
