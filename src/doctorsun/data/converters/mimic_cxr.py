@@ -9,8 +9,9 @@ start of a line ("FINDINGS:", "IMPRESSION:"), their names normalised ("CONCLUSIO
 IMPRESSION" are impressions, "PA AND LATERAL" or "CHEST, TWO VIEWS" introduce findings, common typos
 mended), empty findings / impressions dropped, the *last* section of a name kept, and, when a report has
 neither, its last paragraph as ``last_paragraph``. Two differences: a heading on the line right after
-another starts its own section (the parser folds it into the one before), and the parser's hand-made
-per-study fixes (about 50 of 227,835 reports) are not applied. A study without the chosen section is
+another starts its own section (the parser folds it into the one before), and the hand-made per-study
+fixes of ``create_section_files.py`` (``custom_mimic_cxr_rules``: 55 of 227,835 reports) are not applied:
+they pick the text its CheXpert labelling reads (impression first, then findings), not a named section. A study without the chosen section is
 reported, not kept. Credentialed data: nothing of it ships with DoctorSun.
 """
 
