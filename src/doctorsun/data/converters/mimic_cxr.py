@@ -11,8 +11,9 @@ mended), empty findings / impressions dropped, the *last* section of a name kept
 neither, its last paragraph as ``last_paragraph``. Two differences: a heading on the line right after
 another starts its own section (the parser folds it into the one before), and the hand-made per-study
 fixes of ``create_section_files.py`` (``custom_mimic_cxr_rules``: 55 of 227,835 reports) are not applied:
-they pick the text its CheXpert labelling reads (impression first, then findings), not a named section. A study without the chosen section is
-reported, not kept. Credentialed data: nothing of it ships with DoctorSun.
+they pick the text its CheXpert labelling reads (impression first, then findings), not a named section.
+A study without the chosen section is reported, not kept. Credentialed data: nothing of it ships with
+DoctorSun.
 """
 
 from __future__ import annotations
