@@ -45,6 +45,29 @@ def test_batched_loglikelihood_equals_one_at_a_time(engine):
     assert batched[0][0] != batched[1][0]
 
 
+def test_text_options_share_their_prompt_and_keep_their_scores(engine, monkeypatch):
+    """Text-only rows: each distinct prompt runs once (its cache copied to its options), and every option
+    scores what one unpadded pass over prompt + option gives, whatever the prompts' and options' lengths."""
+    convs = [[user_message("What is the capital of France?", 0)]] * 4 + \
+            [[user_message("A much longer question about the number of chambers in the human heart?", 0)]] * 3
+    replies = ["Paris", "Rome", "Berlin, the capital of Germany", "M", "4", "two chambers", "Four"]
+    calls = []
+    forward = engine.model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", counting)
+    got = engine.loglikelihood(convs, [[] for _ in convs], replies)
+    monkeypatch.setattr(engine.model, "forward", forward)
+    assert calls[0][0] == 2 and calls[1][0] == len(replies)  # two prompts, then every reply after its own
+    for conv, reply, (value, n_tokens) in zip(convs, replies, got, strict=True):
+        assert n_tokens == len(engine.tokenizer(reply, add_special_tokens=False)["input_ids"])
+        assert abs(value - _reference(engine, conv, [], reply)) < 1e-3, reply
+    assert len({round(v, 3) for v, _ in got}) == len(got)
+
+
 def test_cloze_prompt_drops_the_option_list(tmp_path):
     data = load_benchmark("mmlu", public_sets.write_mmlu(tmp_path))
     item = prepare(data.records[0], None, get_benchmark("mmlu"))

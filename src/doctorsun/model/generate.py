@@ -144,10 +144,13 @@ class Engine:
 
     @torch.inference_mode()
     def loglikelihood(self, conversations, images, replies: Sequence[str]) -> list[tuple[float, int]]:
-        """``(sum of log-probabilities, tokens)`` of each reply as the assistant's next turn, one forward
-        pass per batch (the likelihood scoring of lm-evaluation-harness, on the chat template)."""
+        """``(sum of log-probabilities, tokens)`` of each reply as the assistant's next turn (the likelihood
+        scoring of lm-evaluation-harness, on the chat template): one forward pass per batch with images; a
+        text-only batch runs each distinct prompt once (``_loglikelihood_text``)."""
         texts, n_reply = self.reply_lengths(conversations, images, replies)
         flat = [img for imgs in images for img in imgs]
+        if not flat:
+            return self._loglikelihood_text(texts, n_reply)
         inputs = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt").to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
@@ -159,6 +162,51 @@ class Engine:
         targets = inputs["input_ids"][:, -keep + 1:]
         token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, keep - 1)
         return [(float(token_lp[i, -n:].sum()), n) for i, n in enumerate(n_reply)]
+
+    def _loglikelihood_text(self, texts: Sequence[str], n_reply: Sequence[int]) -> list[tuple[float, int]]:
+        """``loglikelihood`` of text-only rows, each distinct prompt run once: the options of one question
+        share their prompt, so its cache is copied to each of them and only the replies run after it (lm-
+        evaluation-harness runs the whole text once per option). Equal to the one-pass scores up to float
+        rounding."""
+        ids = self.processor(text=list(texts))["input_ids"]
+        index: dict[tuple[int, ...], int] = {}
+        group = [index.setdefault(tuple(row[:-n]), len(index)) for row, n in zip(ids, n_reply, strict=True)]
+        prompts = list(index)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(p) for p in prompts)
+        prompt_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        prompt_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding: every prompt ends at the last column
+            if p:
+                prompt_ids[i, width - len(p):] = torch.tensor(p)
+                prompt_mask[i, width - len(p):] = 1
+        out = self.model(input_ids=prompt_ids.to(self.device), attention_mask=prompt_mask.to(self.device),
+                         position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0).to(self.device), use_cache=True,
+                         logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (prompts, V): each reply's first token
+        scores = [float(first[g, row[-n]]) for g, row, n in zip(group, ids, n_reply, strict=True)]
+        rest = max(n_reply) - 1
+        if rest > 0:
+            cache = out.past_key_values
+            rows = torch.tensor(group, device=self.device)
+            cache.reorder_cache(rows)  # one copy of its prompt's cache per reply
+            reply_ids = torch.full((len(ids), rest), pad, dtype=torch.long)
+            reply_mask = torch.zeros((len(ids), rest), dtype=torch.long)
+            for i, (row, n) in enumerate(zip(ids, n_reply, strict=True)):  # right padding after each reply
+                if n > 1:
+                    reply_ids[i, :n - 1] = torch.tensor(row[-n:-1])
+                    reply_mask[i, :n - 1] = 1
+            mask = torch.cat([prompt_mask[group], reply_mask], dim=1)
+            positions = prompt_mask[group].sum(1, keepdim=True) + torch.arange(rest)
+            logits = self.model(input_ids=reply_ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=positions.to(self.device), past_key_values=cache,
+                                use_cache=False).logits.float()  # (rows, rest, V)
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for i, (row, n) in enumerate(zip(ids, n_reply, strict=True)):
+                if n > 1:
+                    targets = torch.tensor(row[-n + 1:], device=self.device)
+                    scores[i] += float(logprobs[i, :n - 1].gather(-1, targets[:, None]).sum())
+        return [(value, n) for value, n in zip(scores, n_reply, strict=True)]
 
     def answer(self, question: str, image=None, settings: GenerationSettings | None = None,
                history: Sequence[Message] = ()) -> str:
