@@ -9,19 +9,26 @@ import pytest
 from f1chexbert import f1chexbert  # the test extra installs it
 
 
+def tiny_bert_config(vocab_size: int):
+    """The tiny BERT that stands in for each package's published encoder."""
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=64)
+
+
 @pytest.fixture()
 def tiny_chexbert(tmp_path, monkeypatch):
     """``chexbert.pth`` in the package's cache dir from a tiny BERT; the package's two hub lookups
     (``bert-base-uncased`` config and tokenizer) answered from local tiny ones."""
     import torch
-    from transformers import BertConfig, BertTokenizer
+    from transformers import BertTokenizer
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "no", "acute", "pleural", "effusion", "large",
              "cardiomegaly", "edema", "the", "heart", "is", "normal", "size", "."]
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
-    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64)
+    config = tiny_bert_config(len(words))
     monkeypatch.setattr(f1chexbert.BertTokenizer, "from_pretrained", lambda *a, **k: BertTokenizer(str(vocab)))
     monkeypatch.setattr(f1chexbert.AutoConfig, "from_pretrained", lambda *a, **k: config)
     monkeypatch.setattr(f1chexbert, "CACHE_DIR", str(tmp_path / "cache"))
@@ -72,7 +79,7 @@ def tiny_radgraph(tmp_path, monkeypatch):
     from radgraph.allennlp.data import Vocabulary
     from radgraph.allennlp.modules import text_field_embedders, token_embedders
     from radgraph.dygie.models import dygie
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import BertModel, BertTokenizer
 
     from doctorsun.eval.report_metrics import _radgraph_tokenizers
 
@@ -84,8 +91,7 @@ def tiny_radgraph(tmp_path, monkeypatch):
     (bert / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
     BertTokenizer(str(bert / "vocab.txt")).save_pretrained(bert)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(bert)
+    BertModel(tiny_bert_config(len(words))).save_pretrained(bert)
     folder = tmp_path / "cache" / "radgraph"
     folder.mkdir(parents=True)
     bert_args = {"model_name": str(bert), "max_length": 64}

@@ -151,9 +151,8 @@ class Engine:
         flat = [img for imgs in images for img in imgs]
         if not flat:
             return self._loglikelihood_text(texts, n_reply)
-        inputs = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt").to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        inputs = self.processor(text=texts, images=flat, padding=True, return_tensors="pt").to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         # Left padding puts every reply at the end of its row: only the last max(n)+1 positions need the
         # vocabulary projection (the full (B, T, V) logits would dominate time and memory).
         keep = max(n_reply) + 1
@@ -177,9 +176,8 @@ class Engine:
         prompt_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         prompt_mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):  # left padding: every prompt ends at the last column
-            if p:
-                prompt_ids[i, width - len(p):] = torch.tensor(p)
-                prompt_mask[i, width - len(p):] = 1
+            prompt_ids[i, width - len(p):] = torch.tensor(p)
+            prompt_mask[i, width - len(p):] = 1
         out = self.model(input_ids=prompt_ids.to(self.device), attention_mask=prompt_mask.to(self.device),
                          position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0).to(self.device), use_cache=True,
                          logits_to_keep=1)
