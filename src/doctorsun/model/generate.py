@@ -6,6 +6,7 @@ Streaming, threads and cancellation belong to the server (``doctorsun.serve.stre
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,7 +186,9 @@ class Engine:
         scores = [float(first[g, row[-n]]) for g, row, n in zip(group, ids, n_reply, strict=True)]
         rest = max(n_reply) - 1
         if rest > 0:
-            cache = out.past_key_values
+            # transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, then goes in 5.40)
+            name = "cache" if "cache" in inspect.signature(type(self.model).forward).parameters else "past_key_values"
+            cache = getattr(out, name)
             rows = torch.tensor(group, device=self.device)
             cache.reorder_cache(rows)  # one copy of its prompt's cache per reply
             reply_ids = torch.full((len(ids), rest), pad, dtype=torch.long)
@@ -197,8 +200,8 @@ class Engine:
             mask = torch.cat([prompt_mask[group], reply_mask], dim=1)
             positions = prompt_mask[group].sum(1, keepdim=True) + torch.arange(rest)
             logits = self.model(input_ids=reply_ids.to(self.device), attention_mask=mask.to(self.device),
-                                position_ids=positions.to(self.device), past_key_values=cache,
-                                use_cache=False).logits.float()  # (rows, rest, V)
+                                position_ids=positions.to(self.device), use_cache=False,
+                                **{name: cache}).logits.float()  # (rows, rest, V)
             logprobs = torch.log_softmax(logits, dim=-1)
             for i, (row, n) in enumerate(zip(ids, n_reply, strict=True)):
                 if n > 1:
