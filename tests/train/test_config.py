@@ -52,6 +52,13 @@ def test_overrides_win_and_are_typed(tmp_path):
     assert r.output_dir == str(tmp_path)
 
 
+
+def test_null_takes_the_general_data_off(tmp_path):
+    path = ROOT / "recipes" / "mini" / "4b-compare.yaml"
+    assert load_recipe(path).data.general  # the recipe mixes in the replayed answers
+    r = load_recipe(path, ["data.general=null", "data.ratio=null", f"output_dir={tmp_path}"])
+    assert (r.data.general, r.data.ratio, r.data.train) == ([], "1:0", load_recipe(path).data.train)
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

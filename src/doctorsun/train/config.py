@@ -165,11 +165,11 @@ class DataConfig:
                 raise DoctorSunError(f"data.task_weights must be >= 0: {self.task_weights!r}")
         if isinstance(self.langs, str):
             self.langs = [self.langs]
-        if isinstance(self.train, str):
-            self.train = [self.train]
-        if isinstance(self.general, str):
-            self.general = [self.general]
-        self.ratio = str(self.ratio)
+        # A null (``--set data.general=null``) takes a setting off: no files, or no general share.
+        self.train = [] if self.train is None else [self.train] if isinstance(self.train, str) else self.train
+        self.general = ([] if self.general is None else [self.general] if isinstance(self.general, str)
+                        else self.general)
+        self.ratio = "1:0" if self.ratio is None else str(self.ratio)
         if self.max_length < 8:
             raise DoctorSunError(f"data.max_length must be >= 8, not {self.max_length}")
         if self.limit is not None and self.limit < 1:
