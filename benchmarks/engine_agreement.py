@@ -2,7 +2,7 @@
 same held-out questions, greedy, through the evaluation runner; prints how many answers agree exactly, how
 many agree on their first words, the scores of each and the items per second of each.
 
-    python benchmarks/engine_agreement.py --model runs/quickstart/4c-consolidate/model \\
+    python benchmarks/engine_agreement.py --model runs/quickstart/4-finetune/model \\
         --data runs/quickstart/data               # the quickstart's 144 held-out questions (its sample, seed 0)
 """
 

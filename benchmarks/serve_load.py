@@ -2,7 +2,7 @@
 127.0.0.1, bounded in count and time. Prints throughput, latency percentiles, errors by who made them,
 and the server's RSS and threads at rest, at peak and after the burst (as ratios to rest).
 
-    python benchmarks/serve_load.py --model runs/quickstart/4c-consolidate/model --clients 64 --requests 3
+    python benchmarks/serve_load.py --model runs/quickstart/4-finetune/model --clients 64 --requests 3
 
 Every request goes to 127.0.0.1 only. "Errors of the server's making" are 5xx answers and broken
 connections; 4xx answers to the hostile requests are the expected refusals and are counted apart.

@@ -2,8 +2,8 @@
 
 1. build SunMed-VL-mini (real medical images that installed packages ship, bilingual questions);
 2. assemble SmolLM2-135M-Instruct + a small scratch ViT and score it on held-out questions (before);
-3. run the mini recipes (``recipes/mini``): text, vision, align, then finetune in three passes
-   (all tasks; the yes/no comparison on one question type; yes/no and open answers together);
+3. run the mini recipes (``recipes/mini``): text, vision, align, then finetune (every question kind with
+   reasoned yes/no and MCQ answers, everyday images and the base model's own replayed text answers);
 4. score the trained model on the same questions, then again with blank images in place of the real
    ones: the gap between the two shows how much the answers come from the image.
 """
@@ -23,7 +23,7 @@ from doctorsun.files import write_json, write_text
 
 log = logging.getLogger(__name__)
 
-STAGES = ("1-text", "2-vision", "3-align", "4-finetune", "4b-compare", "4c-consolidate")
+STAGES = ("1-text", "2-vision", "3-align", "4-finetune")
 HEADLINE = (("closed_accuracy", "closed accuracy"), ("open_recall", "open recall"),
             ("mcq_accuracy", "MCQ accuracy"))
 GENERAL = (("knowledge", "general knowledge"), ("open_ended", "open-ended"), ("retention", "general retention"))
@@ -62,11 +62,9 @@ def stage_overrides(out: Path, overrides: list[str]) -> dict[str, dict[str, Any]
     per["1-text"]["data.train"] = [str(data / "text_train.jsonl")]
     per["2-vision"]["data.train"] = [str(data / "align_train.jsonl")]
     per["3-align"]["data.train"] = [str(data / "align_train.jsonl")]
-    for stage in ("4-finetune", "4b-compare", "4c-consolidate"):
-        per[stage]["data.train"] = [str(data / "instruct_train.jsonl")]
+    # The base model's own answers to general requests, replayed (weighted by the recipe's task_weights).
+    per["4-finetune"]["data.train"] = [str(data / "instruct_train.jsonl"), str(data / "general_text.jsonl")]
     per["4-finetune"]["data.general"] = [str(data / "general.jsonl")]
-    for stage in ("4b-compare", "4c-consolidate"):  # the base model's own answers, replayed
-        per[stage]["data.general"] = [str(data / "general_text.jsonl")]
     for item in overrides:
         key, sep, value = item.partition("=")
         stage, dot, rest = key.partition(".")
@@ -85,7 +83,8 @@ def ensure_data(folder: Path, seed: int) -> dict:
     summary_file = folder / "summary.json"
     if summary_file.is_file():
         summary = json.loads(summary_file.read_text(encoding="utf-8"))
-        if summary.get("seed") == seed and summary.get("format_version") == FORMAT_VERSION:
+        if (summary.get("seed") == seed and summary.get("format_version") == FORMAT_VERSION
+                and summary.get("reasoned_answers", True)):
             log.info("reusing SunMed-VL-mini in %s", folder)
             return summary
     return build_mini(folder, seed=seed)
@@ -110,7 +109,8 @@ def score(engine, records, data: Path, out: Path, args, blank: bool = False) -> 
     from doctorsun.eval.runner import evaluate
 
     # Every quickstart run trains anew: earlier answers are stale, so no resume.
-    config = EvalConfig(bench="sunmed-vl-mini", batch_size=args.eval_batch, max_new_tokens=12,
+    # 16 tokens: a reasoned Chinese answer ("眼底照相，是") takes 12 of SmolLM2's tokens.
+    config = EvalConfig(bench="sunmed-vl-mini", batch_size=args.eval_batch, max_new_tokens=16,
                         blank_image=blank,
                         seed=args.seed, resume=False)
     scores = evaluate(engine, records, config, image_root=data, out_dir=out, data_file=data / "test.jsonl",

@@ -94,7 +94,10 @@ def test_every_item_in_both_languages(built):
             assert not CJK.search(en["conversations"][0]["value"] + en["conversations"][-1]["value"])
             if en["task"] == "mcq":  # same options in the same order: the same letter is right
                 assert len(en["choices"]) == len(zh["choices"])
-                assert en["conversations"][-1]["value"][0] == zh["conversations"][-1]["value"][0]
+                assert en["meta"]["verdict"] == zh["meta"]["verdict"]
+                for r in (en, zh):  # "B. CT" held out, "CT, so B" in training
+                    answer = r["conversations"][-1]["value"]
+                    assert answer[0 if name == "test.jsonl" else -1] == r["meta"]["verdict"]
 
 
 def test_split_is_view_disjoint_and_covers_every_modality(built):
@@ -113,27 +116,35 @@ def test_split_is_view_disjoint_and_covers_every_modality(built):
     assert planes == {"axial", "coronal", "sagittal"}
 
 
+def _verdict(r: dict) -> str:
+    return r.get("meta", {}).get("verdict", r["conversations"][-1]["value"])
+
+
 def test_answers_are_balanced_and_consistent_with_the_facts(built):
     out = built[0]
     for name in ("instruct_train.jsonl", "test.jsonl", "general.jsonl"):
         records = _read(out, name)
         for lang, (yes, no) in {"en": ("yes", "no"), "zh": ("是", "否")}.items():
-            answers = Counter(r["conversations"][-1]["value"] for r in records
-                              if r["task"] == "vqa-closed" and r["lang"] == lang)
+            answers = Counter(_verdict(r) for r in records if r["task"] == "vqa-closed" and r["lang"] == lang)
             assert set(answers) == {yes, no} and abs(answers[yes] - answers[no]) <= 1, (name, answers)
-    for r in _read(out, "instruct_train.jsonl") + _read(out, "test.jsonl"):
-        meta, lang, answer = r["meta"], r["lang"], r["conversations"][-1]["value"]
-        attribute = ATTRIBUTES[meta["question"]]
-        gold = attribute.values[meta[meta["question"]]].answer[lang]
-        if r["task"] == "vqa-open":
-            assert answer == gold
-        elif r["task"] == "mcq":
-            letter, text = answer.split(". ", 1)
-            assert text == gold == r["choices"][ord(letter) - ord("A")]
-            assert len(set(r["choices"])) == len(r["choices"]) >= 3
-            keys = {k for k, v in attribute.values.items() if v.answer[lang] in r["choices"]}
-            gold_key = meta[meta["question"]]
-            assert not any(frozenset((k, gold_key)) in OVERLAPS for k in keys - {gold_key})
+    for name in ("instruct_train.jsonl", "test.jsonl"):
+        for r in _read(out, name):
+            meta, lang, answer = r["meta"], r["lang"], r["conversations"][-1]["value"]
+            attribute = ATTRIBUTES[meta["question"]]
+            gold = attribute.values[meta[meta["question"]]].answer[lang]
+            if r["task"] == "vqa-open":
+                assert answer == gold
+                continue
+            # held-out golds are bare verdicts; training answers name the gold finding first
+            bare = meta["verdict"] if r["task"] == "vqa-closed" else f"{meta['verdict']}. {gold}"
+            reasoned = f"{gold}, so {meta['verdict']}" if lang == "en" else f"{gold}，{meta['verdict']}"
+            assert answer == (bare if name == "test.jsonl" else reasoned), (name, r["id"], answer)
+            if r["task"] == "mcq":
+                assert gold == r["choices"][ord(meta["verdict"]) - ord("A")]
+                assert len(set(r["choices"])) == len(r["choices"]) >= 3
+                keys = {k for k, v in attribute.values.items() if v.answer[lang] in r["choices"]}
+                gold_key = meta[meta["question"]]
+                assert not any(frozenset((k, gold_key)) in OVERLAPS for k in keys - {gold_key})
 
 
 def test_same_seed_same_bytes_other_seed_other_data(built, tmp_path):
@@ -183,3 +194,44 @@ def test_no_identifying_source_value_reaches_the_data_or_the_log(built):
     text = log + "".join(p.read_text(encoding="utf-8") for p in out.iterdir() if p.is_file())
     leaked = sorted(s for s in secrets if s in text)
     assert not leaked
+
+
+def test_bare_answers_ask_the_same_questions(built, tmp_path):
+    out = built[0]
+    bare = build_mini(tmp_path / "bare", seed=0, reasoned=False)
+    assert bare["reasoned_answers"] is False and built[1]["reasoned_answers"] is True
+    assert bare["closed_answers"] == built[1]["closed_answers"]
+    assert (tmp_path / "bare" / "test.jsonl").read_bytes() == (out / "test.jsonl").read_bytes()
+    pairs = list(zip(_read(tmp_path / "bare", "instruct_train.jsonl"), _read(out, "instruct_train.jsonl"),
+                     strict=True))
+    assert all(a["conversations"][0] == b["conversations"][0] and a["meta"] == b["meta"] for a, b in pairs)
+    changed = [(a, b) for a, b in pairs if a["conversations"][1] != b["conversations"][1]]
+    assert {a["task"] for a, _ in changed} == {"vqa-closed", "mcq"}
+    for a, b in changed:
+        assert a["conversations"][1]["value"] == (a["meta"]["verdict"] if a["task"] == "vqa-closed" else
+                                                  f"{a['meta']['verdict']}. "
+                                                  f"{a['choices'][ord(a['meta']['verdict']) - 65]}")
+        assert b["conversations"][1]["value"].endswith(a["meta"]["verdict"])
+
+
+@pytest.mark.parametrize(("prediction", "gold", "hit"), [
+    ("MRI, so no", "no", True), ("MRI, so yes", "no", False), ("CT, so yes", "yes", True),
+    ("CT，否", "否", True), ("CT，是", "否", False), ("眼底照相，是", "是", True)])
+def test_every_closed_rule_reads_the_reasoned_verdict(prediction, gold, hit):
+    from doctorsun.eval.metrics import llava_med_closed_hit, multimedeval_vqa
+
+    assert llava_med_closed_hit(prediction, gold) is hit
+    assert bool(multimedeval_vqa(prediction, gold)["correct"]) is hit
+
+
+@pytest.mark.parametrize(("prediction", "letter"), [("CT, so B", "B"), ("超声，C", "C"),
+                                                     ("nuclear medicine, so D", "D"), ("MRI，A", "A")])
+def test_huatuo_reads_the_reasoned_option_letter(prediction, letter):
+    from doctorsun.data.prompts import reasoned_answer
+    from doctorsun.eval.mcq import huatuo_choice
+
+    options = {"A": "MRI", "B": "CT", "C": "超声", "D": "nuclear medicine"}
+    assert huatuo_choice(prediction, options) == (letter, 1)
+    finding = options[letter]
+    lang = "zh" if "，" in prediction else "en"
+    assert reasoned_answer(finding, letter, lang) == prediction

@@ -54,8 +54,8 @@ def test_overrides_win_and_are_typed(tmp_path):
 
 
 def test_null_takes_the_general_data_off(tmp_path):
-    path = ROOT / "recipes" / "mini" / "4b-compare.yaml"
-    assert load_recipe(path).data.general  # the recipe mixes in the replayed answers
+    path = ROOT / "recipes" / "mini" / "4-finetune.yaml"
+    assert load_recipe(path).data.general  # the recipe mixes in everyday images
     r = load_recipe(path, ["data.general=null", "data.ratio=null", f"output_dir={tmp_path}"])
     assert (r.data.general, r.data.ratio, r.data.train) == ([], "1:0", load_recipe(path).data.train)
 
@@ -128,8 +128,11 @@ def test_quickstart_moves_every_path_under_its_out_dir(tmp_path):
         assert r.output_dir == str(tmp_path / s)
         assert all(f.startswith(str(tmp_path / "data")) for f in r.data.train + r.data.general)
     assert recipes["4-finetune"].model == str(tmp_path / "3-align")
-    assert recipes["4c-consolidate"].model == str(tmp_path / "4b-compare")  # the passes chain in order
-    assert recipes["4b-compare"].data.where == {"task": ["vqa-closed"], "meta.question": ["modality"]}
+    assert recipes["3-align"].model == str(tmp_path / "2-vision")  # the stages chain in order
+    # the base model's replayed answers train with the medical questions, weighted by task
+    assert recipes["4-finetune"].data.train == [str(tmp_path / "data" / n)
+                                                for n in ("instruct_train.jsonl", "general_text.jsonl")]
+    assert recipes["4-finetune"].data.task_weights["text"] > 1
     assert recipes["4-finetune"].train.max_steps == 2
     # the recipes' own YAML rules: a ratio stays text (not base-60 60.5), 1e-3 is a float
     assert recipes["4-finetune"].data.ratio == "1:0.5"

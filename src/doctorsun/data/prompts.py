@@ -59,6 +59,20 @@ def mcq_answer(choices: list[str], index: int) -> str:
     return f"{LETTERS[index]}. {choices[index]}"
 
 
+REASONED = {"en": "{finding}, so {answer}", "zh": "{finding}，{answer}"}
+"""A reasoned short answer: what the image shows, then the yes/no or the option letter. Chinese joins them
+with a comma only: "所以是" would put 是 in every answer, and the LLaVA-Med hit rule reads substrings."""
+
+
+def reasoned_answer(finding: str, answer: str, lang: str = "en") -> str:
+    """The assistant turn that names the finding before the verdict, e.g. ``MRI, so no`` or ``CT，B``.
+
+    Trained this way, a small model compares what it has just named (text against text) instead of
+    deciding yes/no from the image in one token; every closed and MCQ rule of ``doctorsun.eval`` still
+    reads the verdict (LLaVA-Med's substring hit, MultiMedEval's token recall, HuatuoGPT's lone letter)."""
+    return REASONED[lang].format(finding=finding.strip(), answer=answer.strip())
+
+
 def with_image(prompt: str) -> str:
     """Put the image placeholder first, as LLaVA's data does."""
     return f"{IMAGE_TOKEN}\n{prompt}"

@@ -37,14 +37,16 @@ from doctorsun.mini.views import View, assign, augment, prepare, rng_for
 log = logging.getLogger(__name__)
 
 NAME = "SunMed-VL-mini"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 QUESTIONS_PER_VIEW = 3
 FILES = ("align_train.jsonl", "instruct_train.jsonl", "test.jsonl", "general.jsonl", "text_train.jsonl")
 
 
-def build_mini(out: Path, seed: int = 0) -> dict:
+def build_mini(out: Path, seed: int = 0, reasoned: bool = True) -> dict:
     """Build SunMed-VL-mini into ``out`` (created, or replaced if it holds an earlier build) and return
-    the summary that is also written to ``out/summary.json``."""
+    the summary that is also written to ``out/summary.json``. ``reasoned``: training answers to yes/no and
+    multiple-choice questions name the finding before the verdict (``doctorsun.mini.questions``); the
+    held-out split keeps bare verdicts either way."""
     out = Path(out)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise DoctorSunError(f"seed must be a non-negative integer, not {seed!r}")
@@ -55,7 +57,7 @@ def build_mini(out: Path, seed: int = 0) -> dict:
     except OSError as exc:
         raise DoctorSunError(f"cannot write {out}: {exc.strerror or exc}") from None
     with atomic_dir(out, prefix="building") as staging:
-        summary = _build_into(staging, seed)
+        summary = _build_into(staging, seed, reasoned)
     log.info("%s built in %s in %.1f s: %s", NAME, out, time.time() - start, summary["records"])
     return summary
 
@@ -88,17 +90,18 @@ def _medical_views(seed: int) -> list[tuple[Source, View]]:
     return views
 
 
-def _question_records(views: list[tuple[Source, View]], split: str, seed: int) -> list[dict]:
+def _question_records(views: list[tuple[Source, View]], split: str, seed: int,
+                      reasoned: bool = False) -> list[dict]:
     items = []
     for source in MEDICAL:
         mine = [v for s, v in views if s is source and v.split == split]
         items += plan_items(source, mine, QUESTIONS_PER_VIEW, rng_for(seed, "plan", split, source.key))
     balance_closed(items, rng_for(seed, "balance", split))
     rng = rng_for(seed, "wording", split)
-    return [r for item in items for r in item_records(item, rng, split)]
+    return [r for item in items for r in item_records(item, rng, split, reasoned)]
 
 
-def _build_into(folder: Path, seed: int) -> dict:
+def _build_into(folder: Path, seed: int, reasoned: bool) -> dict:
     medical = _medical_views(seed)
     general = general_views(seed)
     images = folder / "images"
@@ -109,7 +112,7 @@ def _build_into(folder: Path, seed: int) -> dict:
     files = {
         "align_train.jsonl": [r for s, v in medical if v.split == "train"
                               for r in caption_records(s, v, caption_rng)],
-        "instruct_train.jsonl": _question_records(medical, "train", seed),
+        "instruct_train.jsonl": _question_records(medical, "train", seed, reasoned),
         "test.jsonl": _question_records(medical, "test", seed),
         "general.jsonl": general_records(general, seed),
         "text_train.jsonl": text_records(),
@@ -118,6 +121,7 @@ def _build_into(folder: Path, seed: int) -> dict:
         _write_jsonl(folder / name, records)
     write_knowledge(folder / "general-text")
     summary = _summary(seed, medical, general, files)
+    summary["reasoned_answers"] = reasoned
     summary_text = json.dumps(summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     (folder / "summary.json").write_text(summary_text, encoding="utf-8")
     write_card(folder / "README.md", summary, files)
@@ -139,7 +143,7 @@ def _summary(seed: int, medical: list[tuple[Source, View]], general: list,
     views = {split: _count([{"m": s.modality} for s, v in medical if v.split == split], lambda r: r["m"])
              for split in ("train", "test")}
     closed = {name: _count([r for r in files[name] if r["task"] == "vqa-closed"],
-                           lambda r: r["conversations"][-1]["value"])
+                           lambda r: r.get("meta", {}).get("verdict", r["conversations"][-1]["value"]))
               for name in ("instruct_train.jsonl", "test.jsonl", "general.jsonl")}
     return {
         "name": NAME, "format_version": FORMAT_VERSION, "seed": seed, "image_size": 128,

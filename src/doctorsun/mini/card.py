@@ -111,6 +111,11 @@ def write_card(path: Path, summary: dict, files: dict[str, list[dict]]) -> None:
         "Yes/no answers: " + "; ".join(f"{name}: {_pairs(c)}" for name, c in s["closed_answers"].items())
         + ".",
         "",
+        ("Training answers to yes/no and multiple-choice questions name what the image shows before the "
+         "verdict (\"MRI, so no\", \"CT，B\"); the held-out golds are the bare verdicts, and `meta.verdict` "
+         "holds the verdict in both." if s.get("reasoned_answers") else
+         "Answers to yes/no and multiple-choice questions are the bare verdicts (`--bare-answers`)."),
+        "",
         "Examples:",
         "",
         *_example(files["instruct_train.jsonl"], "vqa-closed"),

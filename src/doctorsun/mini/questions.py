@@ -4,6 +4,11 @@ Every item is written in English and Chinese from the same facts (same id stem, 
 the human turn built by ``doctorsun.data.prompts`` exactly as evaluation asks. Wrong options and
 "no" questions only use values that cannot also be true of the view (see ``vocab.OVERLAPS`` and each
 source's ``visible`` organs). Yes and no answers are balanced per split and attribute.
+
+Training answers to yes/no and multiple-choice questions are reasoned by default: they name what the
+image shows before the verdict ("MRI, so no", "CT，B"; ``doctorsun.data.prompts.reasoned_answer``). The
+held-out split keeps the bare verdict as its gold ("no", "B. CT"), which is what benchmarks score against.
+``meta.verdict`` holds the bare verdict in both.
 """
 
 from __future__ import annotations
@@ -12,7 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from doctorsun.data.prompts import closed_prompt, mcq_answer, mcq_prompt, open_prompt, with_image
+from doctorsun.data.prompts import (
+    LETTERS,
+    closed_prompt,
+    mcq_answer,
+    mcq_prompt,
+    open_prompt,
+    reasoned_answer,
+    with_image,
+)
 from doctorsun.mini.sources import Source
 from doctorsun.mini.views import View
 from doctorsun.mini.vocab import ATTRIBUTES, CAPTION_INSTRUCTIONS, NO, OVERLAPS, YES
@@ -93,8 +106,10 @@ def balance_closed(items: list[Item], rng: np.random.Generator) -> None:
             item.asked = item.gold if truth else wrong[int(rng.integers(len(wrong)))]
 
 
-def item_records(item: Item, rng: np.random.Generator, split: str) -> list[dict]:
-    """The en and zh records of one item (same template index and option order in both)."""
+def item_records(item: Item, rng: np.random.Generator, split: str, reasoned: bool = False) -> list[dict]:
+    """The en and zh records of one item (same template index and option order in both); ``reasoned``:
+    closed and MCQ answers name the gold finding before the verdict (the wording draws no randomness, so
+    both settings give the same questions)."""
     attr = ATTRIBUTES[item.attribute]
     pick = int(rng.integers(1 << 30))
     choices_keys: list[str] = []
@@ -111,6 +126,9 @@ def item_records(item: Item, rng: np.random.Generator, split: str) -> list[dict]
             stems = attr.closed[lang]
             question = stems[pick % len(stems)].format(x=value.phrase[lang], a=value.answer[lang])
             human, answer = closed_prompt(question, lang), (YES if item.asked == item.gold else NO)[lang]
+            record["meta"]["verdict"] = answer
+            if reasoned:
+                answer = reasoned_answer(attr.values[item.gold].answer[lang], answer, lang)
             record["answer_type"] = "CLOSED"
         elif item.form == "open":
             stems = attr.open[lang]
@@ -121,6 +139,9 @@ def item_records(item: Item, rng: np.random.Generator, split: str) -> list[dict]
             choices = [attr.values[c].answer[lang] for c in choices_keys]
             human = mcq_prompt(stems[pick % len(stems)], choices, lang)
             answer = mcq_answer(choices, choices_keys.index(item.gold))
+            record["meta"]["verdict"] = LETTERS[choices_keys.index(item.gold)]
+            if reasoned:
+                answer = reasoned_answer(attr.values[item.gold].answer[lang], record["meta"]["verdict"], lang)
             record.update(answer_type="CLOSED", choices=choices)
         record["conversations"] = [{"from": "human", "value": with_image(human)},
                                    {"from": "gpt", "value": answer}]
