@@ -272,11 +272,13 @@ def test_cli_mini_calls_the_builder(tmp_path, monkeypatch, capsys):
 
     calls = []
     fake = types.ModuleType("doctorsun.mini")
-    fake.build_mini = lambda out, seed=0: calls.append((out, seed)) or {"train": 1, "test": 1}
+    fake.build_mini = lambda out, seed=0, reasoned=True: calls.append((out, seed, reasoned)) or {"train": 1}
     monkeypatch.setitem(sys.modules, "doctorsun.mini", fake)
     assert main(["data", "mini", "--out", str(tmp_path / "mini"), "--seed", "4"]) == 0
-    assert calls == [(tmp_path / "mini", 4)]
+    assert calls == [(tmp_path / "mini", 4, True)]
     assert '"train": 1' in capsys.readouterr().out
+    assert main(["data", "mini", "--out", str(tmp_path / "bare"), "--bare-answers"]) == 0
+    assert calls[-1] == (tmp_path / "bare", 0, False)
 
 
 def test_general_exams_read_subjects_and_layouts(sets):
