@@ -16,9 +16,9 @@ from tests.eval.conftest import write_sunmed_set
 from tests.fixtures import public_sets
 
 
-def _runs(root, engine, data_dir, general_gold: bool, medical_gold: bool, monkeypatch):
-    """A folder of two runs: ``medical`` (SunMed-VL file) and ``general/mmlu`` (likelihood), answered
-    right or wrong on purpose."""
+def _runs(root, engine, data_dir, general_gold: bool, medical_gold: bool, monkeypatch, medical: str = "medical"):
+    """A folder of two runs: ``medical`` (SunMed-VL file; ``"."`` puts it in the folder itself, as the
+    quickstart does) and ``general/mmlu`` (likelihood), answered right or wrong on purpose."""
     from doctorsun.data.io import read_records
 
     records, _ = read_records(data_dir / "test.jsonl")
@@ -41,7 +41,7 @@ def _runs(root, engine, data_dir, general_gold: bool, medical_gold: bool, monkey
     monkeypatch.setattr(engine, "generate", generate)
     monkeypatch.setattr(engine, "loglikelihood", loglikelihood)
     evaluate(engine, records, EvalConfig(bench="sunmed-vl-mini", resume=False), image_root=data_dir,
-             out_dir=root / "medical", data_file=data_dir / "test.jsonl")
+             out_dir=root / medical, data_file=data_dir / "test.jsonl")
     evaluate(engine, mmlu.records, EvalConfig(bench="mmlu", scoring="likelihood", resume=False), image_root=None,
              out_dir=root / "general" / "mmlu", data_file=mmlu.data_path)
     return root
@@ -71,3 +71,26 @@ def test_retention_view_sides_and_shares(engine, tmp_path, monkeypatch, capsys):
     assert json.loads((out / "retention.json").read_text(encoding="utf-8"))["summary"]["general"]["mean_kept"] == 0
     with pytest.raises(DoctorSunError, match="share no benchmark runs"):
         retention(base / "medical", base / "general")
+
+
+def test_paired_compares_the_runs_themselves_when_they_hold_runs_below(engine, tmp_path, monkeypatch, capsys):
+    """The quickstart's layout (a medical run with general runs below it): the retention view by default,
+    ``--paired`` the question-by-question comparison of the two top runs alone."""
+    data = write_sunmed_set(tmp_path / "data")
+    public_sets.write_mmlu(tmp_path / "data")
+    data_dir = data.parent if data.is_file() else data
+    base = _runs(tmp_path / "base", engine, data_dir, general_gold=True, medical_gold=False,
+                 monkeypatch=monkeypatch, medical=".")
+    kept = _runs(tmp_path / "kept", engine, data_dir, general_gold=True, medical_gold=True,
+                 monkeypatch=monkeypatch, medical=".")
+    assert main(["eval", "compare", str(base), str(kept), "--out", str(tmp_path / "view")]) == 0
+    assert (tmp_path / "view" / "retention.md").is_file() and "# Retention" in capsys.readouterr().out
+    assert main(["eval", "compare", str(base), str(kept), "--paired", "--out", str(tmp_path / "pair")]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "pair" / "compare.json").read_text(encoding="utf-8"))
+    assert "# Retention" not in printed and not (tmp_path / "pair" / "retention.md").exists()
+    assert result["bench"] == "sunmed-vl-mini" and result["shared"] > 0
+    closed = result["metrics"]["closed_accuracy"]
+    assert (closed["a"], closed["b"]) == (0.0, 1.0) and closed["difference"]["value"] == 1.0
+    with pytest.raises(SystemExit):
+        main(["eval", "compare", str(base), str(kept), "--paired", "--retention"])

@@ -33,14 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                             "(default: beside RUN_B, compare-A-vs-B)")
     p.add_argument("--force", action="store_true", help="compare runs on different data or prompts anyway")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--retention", action="store_true",
-                   help="retention view: RUN_A and RUN_B are folders of runs (base, trained), paired by path; "
-                        "medical and general benchmarks side by side (the default when they hold several runs)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--retention", action="store_true",
+                      help="retention view: RUN_A and RUN_B are folders of runs (base, trained), paired by path; "
+                           "medical and general benchmarks side by side (the default when they hold several runs)")
+    mode.add_argument("--paired", action="store_true",
+                      help="compare the runs in RUN_A and RUN_B themselves, question by question, even when "
+                           "they hold runs below them (the quickstart's eval/before and eval/after do)")
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or args.run_b.parent / f"compare-{args.run_a.name}-vs-{args.run_b.name}"
-    if args.retention or is_collection(args.run_a) or is_collection(args.run_b):
+    if args.retention or (not args.paired and (is_collection(args.run_a) or is_collection(args.run_b))):
         result = retention(args.run_a, args.run_b, seed=args.seed, force=args.force)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "retention.json", result)
