@@ -47,12 +47,17 @@ def _runs(root, engine, data_dir, general_gold: bool, medical_gold: bool, monkey
     return root
 
 
-def test_retention_view_sides_and_shares(engine, tmp_path, monkeypatch, capsys):
-    """Base: general right, medical wrong; trained: medical right, general still right -> the medical
-    side gains, the general side keeps 100%; a trained model that forgets keeps 0%."""
+@pytest.fixture
+def data_dir(tmp_path):
+    """A SunMed-VL set and an MMLU set in one folder."""
     data = write_sunmed_set(tmp_path / "data")
     public_sets.write_mmlu(tmp_path / "data")
-    data_dir = data.parent if data.is_file() else data
+    return data.parent if data.is_file() else data
+
+
+def test_retention_view_sides_and_shares(engine, data_dir, tmp_path, monkeypatch, capsys):
+    """Base: general right, medical wrong; trained: medical right, general still right -> the medical
+    side gains, the general side keeps 100%; a trained model that forgets keeps 0%."""
     base = _runs(tmp_path / "base", engine, data_dir, general_gold=True, medical_gold=False, monkeypatch=monkeypatch)
     kept = _runs(tmp_path / "kept", engine, data_dir, general_gold=True, medical_gold=True, monkeypatch=monkeypatch)
     lost = _runs(tmp_path / "lost", engine, data_dir, general_gold=False, medical_gold=True, monkeypatch=monkeypatch)
@@ -73,12 +78,10 @@ def test_retention_view_sides_and_shares(engine, tmp_path, monkeypatch, capsys):
         retention(base / "medical", base / "general")
 
 
-def test_paired_compares_the_runs_themselves_when_they_hold_runs_below(engine, tmp_path, monkeypatch, capsys):
+def test_paired_compares_the_runs_themselves_when_they_hold_runs_below(engine, data_dir, tmp_path, monkeypatch,
+                                                                       capsys):
     """The quickstart's layout (a medical run with general runs below it): the retention view by default,
     ``--paired`` the question-by-question comparison of the two top runs alone."""
-    data = write_sunmed_set(tmp_path / "data")
-    public_sets.write_mmlu(tmp_path / "data")
-    data_dir = data.parent if data.is_file() else data
     base = _runs(tmp_path / "base", engine, data_dir, general_gold=True, medical_gold=False,
                  monkeypatch=monkeypatch, medical=".")
     kept = _runs(tmp_path / "kept", engine, data_dir, general_gold=True, medical_gold=True,
